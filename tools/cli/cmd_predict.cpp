@@ -1,0 +1,117 @@
+// petal features / petal predict: photos → pooled features, or → classes.
+#include <nlohmann/json.hpp>
+
+#include "common.h"
+#include "error.h"
+
+namespace petal::cli {
+using nlohmann::json;
+
+namespace {
+
+struct Analysed {
+  std::vector<float> features, logits;
+  std::string error;
+};
+
+// Run each image through the backbone; bad images get their error, the rest go on.
+std::vector<Analysed> analyse(Engine& engine, const std::vector<std::string>& images, bool want_logits) {
+  std::vector<Analysed> out(images.size());
+  Progress bar("features", images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    try {
+      auto bytes = read_file(images[i]);
+      out[i].features = engine.features_of_bytes(bytes.data(), bytes.size(), false, want_logits ? &out[i].logits : nullptr);
+    } catch (const Error& e) {
+      out[i].error = e.what();
+      std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());
+    }
+    if (images.size() > 1) bar.update(i + 1);
+  }
+  if (images.size() > 1) bar.finish();
+  return out;
+}
+
+json predictions_json(const std::vector<Prediction>& ps) {
+  json a = json::array();
+  for (auto& p : ps) a.push_back({{"index", p.index}, {"label", p.label}, {"probability", p.probability}});
+  return a;
+}
+
+}  // namespace
+
+void register_features(CLI::App& app) {
+  auto* cmd = app.add_subcommand("features", "Print the backbone's pooled features of photos");
+  static std::vector<std::string> images;
+  static std::string model;
+  static bool as_json = false;
+  static int threads = 0;
+  cmd->add_option("images", images, "image files (JPEG, PNG, BMP, GIF)")->required();
+  cmd->add_option("--model", model, "model bundle (default: the imported ResNet-50 backbone)");
+  cmd->add_flag("--json", as_json, "print one JSON document");
+  cmd->add_option("--threads", threads, "threads (default: all cores)");
+  cmd->callback([] {
+    Engine engine(load_model(model.empty() ? default_backbone_path() : model), size_t(threads));
+    auto res = analyse(engine, images, false);
+    bool failed = false;
+    json doc = {{"feature_dim", engine.feature_dim()}, {"images", json::array()}};
+    for (size_t i = 0; i < images.size(); ++i) {
+      failed |= !res[i].error.empty();
+      if (as_json) {
+        json e = {{"file", images[i]}};
+        if (res[i].error.empty()) e["features"] = res[i].features;
+        else e["error"] = res[i].error;
+        doc["images"].push_back(e);
+      } else if (res[i].error.empty()) {
+        std::printf("%s", images[i].c_str());
+        for (float f : res[i].features) std::printf(" %.6g", f);
+        std::printf("\n");
+      }
+    }
+    if (as_json) std::printf("%s\n", doc.dump().c_str());
+    if (failed) throw Error("some images could not be read (see above)");
+  });
+}
+
+void register_predict(CLI::App& app) {
+  auto* cmd = app.add_subcommand("predict", "Classify photos (with a trained model, or ImageNet classes with the backbone)");
+  static std::vector<std::string> images;
+  static std::string model;
+  static int top = 0, threads = 0;
+  static bool as_json = false, imagenet = false;
+  cmd->add_option("images", images, "image files (JPEG, PNG, BMP, GIF)")->required();
+  cmd->add_option("-m,--model", model, "model bundle (default: the imported ResNet-50 backbone → ImageNet classes)");
+  cmd->add_option("-k,--top", top, "how many classes to show (default 1 with a trained head, 5 for ImageNet)");
+  cmd->add_flag("--imagenet", imagenet, "show ImageNet classes even when the model has a trained head");
+  cmd->add_flag("--json", as_json, "print one JSON document");
+  cmd->add_option("--threads", threads, "threads (default: all cores)");
+  cmd->callback([] {
+    Engine engine(load_model(model.empty() ? default_backbone_path() : model), size_t(threads));
+    const bool use_head = engine.has_head() && !imagenet;
+    if (!use_head && engine.graph().num_logits == 0)
+      throw Error("this model has neither a trained head nor an ImageNet classifier");
+    const int k = top > 0 ? top : use_head ? 1 : 5;
+    auto res = analyse(engine, images, !use_head);
+    json doc = {{"classes", use_head ? "model" : "imagenet"}, {"images", json::array()}};
+    bool failed = false;
+    for (size_t i = 0; i < images.size(); ++i) {
+      if (!res[i].error.empty()) {
+        failed = true;
+        doc["images"].push_back({{"file", images[i]}, {"error", res[i].error}});
+        continue;
+      }
+      auto ps = use_head ? engine.classify_features(res[i].features.data(), k) : engine.imagenet_top(res[i].logits.data(), k);
+      if (as_json) {
+        doc["images"].push_back({{"file", images[i]}, {"predictions", predictions_json(ps)}});
+      } else {
+        std::printf("%s:", images[i].c_str());
+        for (auto& p : ps) std::printf("  %s %.1f%%", p.label.c_str(), 100.0 * p.probability);
+        std::printf("\n");
+      }
+    }
+    if (as_json) std::printf("%s\n", doc.dump(1).c_str());
+    if (failed) throw Error("some images could not be read (see above)");
+  });
+}
+
+}  // namespace petal::cli

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Build XNNPACK + pthreadpool + cpuinfo static libraries from the pinned Debian sources, once
+# per variant, into $PETAL_CACHE/xnnpack/<version>-<variant>/ (reused while it exists).
+#   variants: native | native-asan | wasm-mt (SIMD128 + pthreads) | wasm-st (SIMD128, no threads)
+# Prints the prefix (lib/ and include/ inside) on stdout.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/deps.env"
+VARIANT=${1:?usage: build-xnnpack.sh native|native-asan|wasm-mt|wasm-st}
+CACHE=${PETAL_CACHE:-/var/cache/petal}
+JOBS=${JOBS:-$(nproc)}
+"$HERE/fetch-sources.sh"
+SRC=$CACHE/src
+XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
+CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
+BUILD_REV=1   # bump when the flags below change, so caches are rebuilt
+PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV
+if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
+
+# XNNPACK's CMake (this snapshot) refuses Emscripten and never adds the wasm kernels;
+# pthreadpool always builds its single-thread shim under Emscripten. These edits are
+# inert for native builds. (Details: ../shared/notes/toolchain.md, recipe 06.)
+if [ ! -f "$XNN/.petal-wasm-patched" ]; then
+  sed -i 's/MATCHES "^(Android|Darwin|iOS|Linux|Windows|CYGWIN|MSYS|QURT)\$")/MATCHES "^(Android|Darwin|iOS|Linux|Windows|CYGWIN|MSYS|QURT|Emscripten)$")/' "$XNN/CMakeLists.txt"
+  sed -i '0,/^ELSEIF(CMAKE_SYSTEM_PROCESSOR MATCHES "\^i\[3-7\]86\$")/s//ELSEIF(CMAKE_SYSTEM_NAME STREQUAL "Emscripten")\n  SET(XNNPACK_TARGET_PROCESSOR "wasm")\n&/' "$XNN/CMakeLists.txt"
+  sed -i 's/^ADD_LIBRARY(xnnpack-base INTERFACE)/IF(XNNPACK_TARGET_PROCESSOR STREQUAL "wasm")\n  LIST(APPEND PROD_MICROKERNEL_SRCS ${PROD_WASM_MICROKERNEL_SRCS} ${PROD_WASMSIMD_MICROKERNEL_SRCS})\n  LIST(APPEND NON_PROD_MICROKERNEL_SRCS ${NON_PROD_WASM_MICROKERNEL_SRCS} ${NON_PROD_WASMSIMD_MICROKERNEL_SRCS})\nENDIF()\n&/' "$XNN/CMakeLists.txt"
+  for pat in 'QURT|Emscripten' 'SET(XNNPACK_TARGET_PROCESSOR "wasm")' 'PROD_WASMSIMD_MICROKERNEL_SRCS})'; do
+    grep -qF "$pat" "$XNN/CMakeLists.txt" || { echo "error: patching XNNPACK's CMakeLists.txt failed ($pat)" >&2; exit 1; }
+  done
+  grep -rlZ '#include <arm_neon.h>' "$XNN/src" --include='*wasm*' | xargs -0 -r sed -i 's/#include <arm_neon.h>/#include <wasm_simd128.h>/'
+  sed -i 's/^IF(EMSCRIPTEN)$/IF(EMSCRIPTEN AND NOT CMAKE_C_FLAGS MATCHES "-pthread")/' "$PTP/CMakeLists.txt"
+  sed -i 's/^IF(CMAKE_SYSTEM_NAME STREQUAL "Linux")$/IF(CMAKE_SYSTEM_NAME STREQUAL "Linux" OR EMSCRIPTEN)/' "$PTP/CMakeLists.txt"
+  grep -q 'IF(EMSCRIPTEN AND NOT CMAKE_C_FLAGS MATCHES "-pthread")' "$PTP/CMakeLists.txt" \
+    || { echo "error: patching pthreadpool's CMakeLists.txt failed" >&2; exit 1; }
+  touch "$XNN/.petal-wasm-patched"
+fi
+
+CMAKE=(cmake); FLAGS=""
+case $VARIANT in
+  native)      FLAGS="-fPIC" ;;
+  native-asan) FLAGS="-fPIC -fsanitize=address,undefined -fno-omit-frame-pointer -g1" ;;
+  wasm-mt)     CMAKE=(emcmake cmake); FLAGS="-msimd128 -pthread" ;;
+  wasm-st)     CMAKE=(emcmake cmake); FLAGS="-msimd128" ;;
+  *) echo "unknown variant $VARIANT" >&2; exit 2 ;;
+esac
+if [ "${CMAKE[0]}" = emcmake ]; then
+  command -v emcmake >/dev/null || { echo "error: emcmake not found; install Debian's emscripten (apt-get install emscripten)" >&2; exit 1; }
+  export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}; unset EM_CACHE
+fi
+BUILD=$CACHE/xnnpack/build-$VARIANT
+rm -rf "$BUILD" "$PREFIX"; mkdir -p "$BUILD"
+echo "building XNNPACK $XNNPACK_VERSION ($VARIANT) in $BUILD; a few minutes, once" >&2
+"${CMAKE[@]}" -G Ninja -S "$XNN" -B "$BUILD" \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_CXX_FLAGS="$FLAGS" \
+  -DXNNPACK_LIBRARY_TYPE=static -DXNNPACK_BUILD_TESTS=OFF -DXNNPACK_BUILD_BENCHMARKS=OFF \
+  -DXNNPACK_BUILD_ALL_MICROKERNELS=OFF -DXNNPACK_ENABLE_KLEIDIAI=OFF \
+  $( [ "${CMAKE[0]}" = emcmake ] && echo -DXNNPACK_ENABLE_ASSEMBLY=OFF ) \
+  -DCPUINFO_SOURCE_DIR="$CPUI" -DFXDIV_SOURCE_DIR="$FXD" -DPTHREADPOOL_SOURCE_DIR="$PTP" \
+  -DPython_EXECUTABLE="$(command -v python3)" > "$BUILD.configure.log" 2>&1 \
+  || { tail -30 "$BUILD.configure.log" >&2; echo "error: configuring XNNPACK failed (log: $BUILD.configure.log)" >&2; exit 1; }
+ninja -C "$BUILD" -j"$JOBS" XNNPACK pthreadpool > "$BUILD.log" 2>&1 \
+  || { tail -30 "$BUILD.log" >&2; echo "error: building XNNPACK failed (log: $BUILD.log)" >&2; exit 1; }
+mkdir -p "$PREFIX/lib" "$PREFIX/include"
+cp "$BUILD/libXNNPACK.a" "$BUILD/libmicrokernels-prod.a" "$BUILD/pthreadpool/libpthreadpool.a" "$PREFIX/lib/"
+[ -f "$BUILD/cpuinfo/libcpuinfo.a" ] && cp "$BUILD/cpuinfo/libcpuinfo.a" "$PREFIX/lib/"
+cp "$XNN/include/"*.h "$PTP/include/pthreadpool.h" "$PREFIX/include/"
+rm -rf "$BUILD"
+touch "$PREFIX/.petal-ok"
+echo "$PREFIX"

@@ -1,0 +1,41 @@
+// ResNet-50 (or any imported Graph) on XNNPACK's subgraph API: NHWC fp32, weights packed once
+// when the runtime is created, run on a pthreadpool, any batch size.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "bundle.h"
+#include "graph.h"
+
+typedef struct pthreadpool* pthreadpool_t;
+
+namespace petal {
+
+class Backbone {
+ public:
+  // `threads` = 0 picks the number of cores. Throws petal::Error on a mismatched bundle.
+  Backbone(const Graph& graph, const Bundle& weights, size_t threads = 0);
+  ~Backbone();
+  Backbone(const Backbone&) = delete;
+  Backbone& operator=(const Backbone&) = delete;
+
+  // `input`: batch × H × W × 3 preprocessed pixels. Writes batch × feature_dim features and,
+  // when `logits` is not null and the graph has a classifier, batch × num_logits logits.
+  void run(const float* input, size_t batch, float* features, float* logits = nullptr);
+
+  const Graph& graph() const { return graph_; }
+  size_t threads() const;
+  pthreadpool_t pool() const;  // the backbone's thread pool (null when single-threaded)
+
+ private:
+  void reshape(size_t batch);
+  Graph graph_;
+  std::vector<std::vector<float>> weights_;  // static tensor data, alive as long as the runtime
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  size_t batch_ = 0;
+  std::vector<float> input_pad_, logits_scratch_;
+};
+
+}  // namespace petal

@@ -1,0 +1,281 @@
+// The Embind surface: the only way JavaScript talks to the engine. Thin: it converts typed
+// arrays and plain objects, calls petal::Engine, and turns every C++ error into a JS Error
+// carrying the message.
+#include <emscripten/bind.h>
+#include <emscripten/val.h>
+
+#include <string>
+#include <vector>
+
+#include "bundle.h"
+#include "engine.h"
+#include "error.h"
+#include "image.h"
+
+using emscripten::val;
+using namespace petal;
+
+namespace {
+
+[[noreturn]] void throw_js(const std::string& msg) {
+  val err = val::global("Error").new_(val(msg));
+  err.set("name", val("PetalError"));
+  err.throw_();
+  __builtin_unreachable();
+}
+
+// Run `fn`, converting C++ exceptions into JS exceptions after the C++ frames are gone.
+template <class F>
+auto guarded(F&& fn) -> decltype(fn()) {
+  std::string msg;
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    msg = "out of memory in the engine; close other tabs or use fewer/smaller photos";
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  throw_js(msg);
+}
+
+std::vector<uint8_t> bytes_of(const val& u8) { return emscripten::convertJSArrayToNumberVector<uint8_t>(u8); }
+
+template <class T>
+val typed_copy(const std::vector<T>& v, const char* ctor) {
+  val out = val::global(ctor).new_(v.size());
+  out.call<void>("set", val(emscripten::typed_memory_view(v.size(), v.data())));
+  return out;
+}
+
+val predictions_js(const std::vector<Prediction>& ps) {
+  val arr = val::array();
+  for (auto& p : ps) {
+    val o = val::object();
+    o.set("index", p.index);
+    o.set("label", p.label);
+    o.set("probability", p.probability);
+    arr.call<void>("push", o);
+  }
+  return arr;
+}
+
+std::vector<std::string> strings_of(const val& arr) {
+  std::vector<std::string> r;
+  const unsigned n = arr["length"].as<unsigned>();
+  for (unsigned i = 0; i < n; ++i) r.push_back(arr[i].as<std::string>());
+  return r;
+}
+
+class JsEngine {
+ public:
+  JsEngine(val bundle_bytes, int threads) {
+    guarded([&] {
+      auto bytes = bytes_of(bundle_bytes);
+      engine_ = std::make_unique<Engine>(read_bundle(bytes.data(), bytes.size(), "the model file"), size_t(threads));
+      return 0;
+    });
+  }
+
+  int threads() const { return int(engine_->threads()); }
+  int featureDim() const { return engine_->feature_dim(); }
+  int inputSize() const { return engine_->input_size(); }
+  bool hasHead() const { return engine_->has_head(); }
+  val classNames() const {
+    val arr = val::array();
+    for (auto& n : engine_->class_names()) arr.call<void>("push", n);
+    return arr;
+  }
+
+  // One backbone pass: {features: Float32Array, predictions: [...], imagenet: [...]}.
+  val analyze(val image_bytes, int k) {
+    return guarded([&] {
+      auto bytes = bytes_of(image_bytes);
+      std::vector<float> logits;
+      auto f = engine_->features_of_bytes(bytes.data(), bytes.size(), false, &logits);
+      val out = val::object();
+      out.set("features", typed_copy(f, "Float32Array"));
+      if (engine_->has_head()) out.set("predictions", predictions_js(engine_->classify_features(f.data(), k)));
+      if (!logits.empty()) out.set("imagenet", predictions_js(engine_->imagenet_top(logits.data(), k)));
+      return out;
+    });
+  }
+
+  val features(val image_bytes, bool flip) {
+    return guarded([&] {
+      auto bytes = bytes_of(image_bytes);
+      return typed_copy(engine_->features_of_bytes(bytes.data(), bytes.size(), flip), "Float32Array");
+    });
+  }
+
+  // Features of a batch of preprocessed inputs (n × H × W × 3 floats), for benchmarks.
+  val featuresOfInputs(val inputs, int n) {
+    return guarded([&] {
+      auto v = emscripten::convertJSArrayToNumberVector<float>(inputs);
+      const size_t per = size_t(inputSize()) * inputSize() * 3;
+      if (n < 1 || v.size() != per * size_t(n)) throw Error("inputs must hold n × size × size × 3 floats");
+      return typed_copy(engine_->features_of_inputs(v.data(), size_t(n)), "Float32Array");
+    });
+  }
+
+  val classify(val image_bytes, int k) {
+    return guarded([&] {
+      auto bytes = bytes_of(image_bytes);
+      auto f = engine_->features_of_bytes(bytes.data(), bytes.size());
+      return predictions_js(engine_->classify_features(f.data(), k));
+    });
+  }
+
+  val classifyFeatures(val features, int k) {
+    return guarded([&] {
+      auto f = emscripten::convertJSArrayToNumberVector<float>(features);
+      if (f.size() != size_t(featureDim())) throw Error("expected " + std::to_string(featureDim()) + " features");
+      return predictions_js(engine_->classify_features(f.data(), k));
+    });
+  }
+
+  // Train a new head. features: Float32Array (n × dim), labels: Int32Array (n), classNames: [..],
+  // options: {epochs, batchSize, learningRate, dropout, weightDecay, seed}, onEpoch(stats) may
+  // return false to stop. Returns the history.
+  val trainHead(val features, val labels, val class_names, val options, val on_epoch) {
+    return guarded([&] {
+      auto f = emscripten::convertJSArrayToNumberVector<float>(features);
+      auto y = emscripten::convertJSArrayToNumberVector<int32_t>(labels);
+      auto names = strings_of(class_names);
+      validate_class_names(names);
+      const size_t dim = size_t(featureDim());
+      if (f.size() != y.size() * dim) throw Error("features and labels disagree in count");
+      TrainOptions opt;
+      auto num = [&](const char* key, double dflt) {
+        val v = options[key];
+        return v.isUndefined() || v.isNull() ? dflt : v.as<double>();
+      };
+      opt.epochs = int(num("epochs", opt.epochs));
+      opt.batch_size = int(num("batchSize", opt.batch_size));
+      opt.learning_rate = float(num("learningRate", opt.learning_rate));
+      opt.dropout = float(num("dropout", opt.dropout));
+      opt.weight_decay = float(num("weightDecay", opt.weight_decay));
+      opt.label_smoothing = float(num("labelSmoothing", opt.label_smoothing));
+      opt.seed = uint64_t(num("seed", double(opt.seed)));
+      const int hidden = int(num("hidden", 512));
+      Head head(int(dim), hidden, int(names.size()), opt.seed);
+      FeatureSet tr{f.data(), y.data(), y.size(), dim};
+      val history = val::array();
+      auto stats = head.train(tr, nullptr, opt, [&](const EpochStats& s) {
+        val o = val::object();
+        o.set("epoch", s.epoch);
+        o.set("loss", s.loss);
+        o.set("accuracy", s.accuracy);
+        o.set("seconds", s.seconds);
+        history.call<void>("push", o);
+        if (on_epoch.isUndefined() || on_epoch.isNull()) return true;
+        val r = on_epoch(o);
+        return !(r.isFalse());
+      }, {}, engine_->pool());
+      engine_->set_head(std::move(head), std::move(names));
+      return history;
+    });
+  }
+
+  // The current model as bundle bytes (head + class names + bank; with the backbone when
+  // `withBackbone`); fp16 weights when `fp16`.
+  val exportBundle(bool with_backbone, bool fp16) {
+    return guarded([&] {
+      auto bytes = write_bundle(engine_->to_bundle(with_backbone), fp16 ? DType::F16 : DType::F32);
+      return typed_copy(bytes, "Uint8Array");
+    });
+  }
+
+  // Load the head and class names (and bank, if any) from a bundle (head-only or full).
+  void importHead(val bundle_bytes) {
+    guarded([&] {
+      auto bytes = bytes_of(bundle_bytes);
+      Bundle b = read_bundle(bytes.data(), bytes.size(), "the imported model");
+      auto it = b.metadata.find("format");
+      if (it == b.metadata.end() || it->second != "petal-bundle") throw Error("the imported file is not a Petal model bundle");
+      Head h = Head::load(b);
+      if (h.in() != featureDim()) throw Error("the imported model's head does not fit this backbone");
+      auto names = parse_class_names(b.meta("class_names"));
+      engine_->set_head(std::move(h), std::move(names));
+      if (b.has("bank.features")) {
+        const Tensor& f = b.get("bank.features");
+        const Tensor& l = b.get("bank.labels");
+        if (f.shape.size() != 2 || f.shape[1] != size_t(featureDim()) || l.numel() != f.shape[0])
+          throw Error("the imported model's feature bank has the wrong shape");
+        engine_->set_bank(f.data, std::vector<int32_t>(l.data.begin(), l.data.end()));
+      }
+      return 0;
+    });
+  }
+
+  val bankFeatures() const { return typed_copy(engine_->bank_features(), "Float32Array"); }
+  val bankLabels() const { return typed_copy(engine_->bank_labels(), "Int32Array"); }
+
+ private:
+  std::unique_ptr<Engine> engine_;
+};
+
+// {format, width, height} from the header, or a JS Error saying why the file cannot be used.
+val probeImage(val image_bytes) {
+  return guarded([&] {
+    auto bytes = bytes_of(image_bytes);
+    ImageInfo info = probe_image(bytes.data(), bytes.size());
+    val o = val::object();
+    o.set("format", info.format);
+    o.set("width", info.width);
+    o.set("height", info.height);
+    return o;
+  });
+}
+
+// Decode (EXIF applied) to an RGBA thumbnail: {width, height, rgba: Uint8Array}.
+val thumbnailOf(val image_bytes, int max_side) {
+  return guarded([&] {
+    auto bytes = bytes_of(image_bytes);
+    Image t = thumbnail(decode_image(bytes.data(), bytes.size()), max_side);
+    std::vector<uint8_t> rgba(size_t(t.width) * t.height * 4);
+    for (size_t i = 0, n = size_t(t.width) * t.height; i < n; ++i) {
+      rgba[4 * i] = t.rgb[3 * i];
+      rgba[4 * i + 1] = t.rgb[3 * i + 1];
+      rgba[4 * i + 2] = t.rgb[3 * i + 2];
+      rgba[4 * i + 3] = 255;
+    }
+    val o = val::object();
+    o.set("width", t.width);
+    o.set("height", t.height);
+    o.set("rgba", typed_copy(rgba, "Uint8Array"));
+    return o;
+  });
+}
+
+bool threadsBuild() {
+#ifdef __EMSCRIPTEN_PTHREADS__
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+EMSCRIPTEN_BINDINGS(petal) {
+  emscripten::class_<JsEngine>("Engine")
+      .constructor<val, int>()
+      .function("threads", &JsEngine::threads)
+      .function("featureDim", &JsEngine::featureDim)
+      .function("inputSize", &JsEngine::inputSize)
+      .function("hasHead", &JsEngine::hasHead)
+      .function("classNames", &JsEngine::classNames)
+      .function("analyze", &JsEngine::analyze)
+      .function("features", &JsEngine::features)
+      .function("featuresOfInputs", &JsEngine::featuresOfInputs)
+      .function("classify", &JsEngine::classify)
+      .function("classifyFeatures", &JsEngine::classifyFeatures)
+      .function("trainHead", &JsEngine::trainHead)
+      .function("exportBundle", &JsEngine::exportBundle)
+      .function("importHead", &JsEngine::importHead)
+      .function("bankFeatures", &JsEngine::bankFeatures)
+      .function("bankLabels", &JsEngine::bankLabels);
+  emscripten::function("probeImage", &probeImage);
+  emscripten::function("thumbnailOf", &thumbnailOf);
+  emscripten::function("threadsBuild", &threadsBuild);
+}

@@ -1,0 +1,156 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "error.h"
+#include "image.h"
+#include "petal_limits.h"
+
+namespace petal {
+using nlohmann::json;
+
+void validate_class_names(const std::vector<std::string>& names) {
+  if (names.size() < 2) throw Error("a classifier needs at least 2 classes, got " + std::to_string(names.size()));
+  if (names.size() > limits::kMaxClasses)
+    throw Error("too many classes (" + std::to_string(names.size()) + "); the limit is " + std::to_string(limits::kMaxClasses));
+  std::set<std::string> seen;
+  for (auto& n : names) {
+    if (n.empty()) throw Error("a class name is empty");
+    if (n.size() > limits::kMaxClassNameBytes)
+      throw Error("class name '" + n.substr(0, 20) + "…' is longer than " + std::to_string(limits::kMaxClassNameBytes) + " bytes");
+    if (!seen.insert(n).second) throw Error("class name '" + n + "' appears twice");
+  }
+}
+
+std::vector<std::string> parse_class_names(const std::string& text) {
+  try {
+    auto v = json::parse(text).get<std::vector<std::string>>();
+    return v;
+  } catch (const std::exception&) {
+    throw Error("the model bundle's class names are not a JSON list of strings");
+  }
+}
+
+std::string class_names_json(const std::vector<std::string>& names) { return json(names).dump(); }
+
+Engine::Engine(const Bundle& bundle, size_t threads) {
+  auto it = bundle.metadata.find("format");
+  if (it == bundle.metadata.end() || it->second != "petal-bundle")
+    throw Error("this file is a safetensors file but not a Petal model bundle (metadata 'format' is not 'petal-bundle')");
+  const Graph g = Graph::from_json(bundle.meta("graph"));
+  if (bundle.metadata.count("preprocessing") && bundle.meta("preprocessing") != "caffe")
+    throw Error("the model bundle asks for preprocessing '" + bundle.meta("preprocessing") + "', which Petal does not know");
+  for (auto& [name, t] : bundle.tensors)
+    if (name.rfind("head.", 0) != 0 && name.rfind("bank.", 0) != 0) backbone_tensors_.tensors[name] = t;
+  for (auto& [k, v] : bundle.metadata)
+    if (k != "class_names" && k != "head_shape") backbone_tensors_.metadata[k] = v;
+  backbone_ = std::make_unique<Backbone>(g, backbone_tensors_, threads);
+  if (bundle.metadata.count("imagenet_labels")) imagenet_labels_ = parse_class_names(bundle.meta("imagenet_labels"));
+  if (bundle.has("head.dense1.weight")) {
+    Head h = Head::load(bundle);
+    if (h.in() != g.feature_dim)
+      throw Error("the model bundle's head expects " + std::to_string(h.in()) + " features but its backbone gives " +
+                  std::to_string(g.feature_dim));
+    auto names = parse_class_names(bundle.meta("class_names"));
+    if (int(names.size()) != h.classes())
+      throw Error("the model bundle has " + std::to_string(names.size()) + " class names for a head with " +
+                  std::to_string(h.classes()) + " outputs");
+    set_head(std::move(h), std::move(names));
+  }
+  if (bundle.has("bank.features")) {
+    const Tensor& f = bundle.get("bank.features");
+    const Tensor& l = bundle.get("bank.labels");
+    if (f.shape.size() != 2 || f.shape[1] != size_t(g.feature_dim) || l.numel() != f.shape[0])
+      throw Error("the model bundle's feature bank has the wrong shape");
+    std::vector<int32_t> labels(l.data.begin(), l.data.end());
+    for (int32_t y : labels)
+      if (y < 0 || y >= int(class_names_.size())) throw Error("the model bundle's feature bank has a label outside its classes");
+    set_bank(f.data, std::move(labels));
+  }
+}
+
+std::vector<float> Engine::features_of_inputs(const float* inputs, size_t n, std::vector<float>* logits) {
+  std::vector<float> f(n * feature_dim());
+  if (logits && graph().num_logits) {
+    logits->resize(n * graph().num_logits);
+    backbone_->run(inputs, n, f.data(), logits->data());
+  } else {
+    backbone_->run(inputs, n, f.data(), nullptr);
+  }
+  return f;
+}
+
+std::vector<float> Engine::features_of_bytes(const uint8_t* data, size_t size, bool flip, std::vector<float>* logits) {
+  auto input = image_to_input(data, size, graph().input_h, graph().input_w, flip);
+  return features_of_inputs(input.data(), 1, logits);
+}
+
+static std::vector<Prediction> top_k(const float* scores, int n, int k, const std::vector<std::string>& names) {
+  std::vector<int> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::max(0, std::min(k, n));
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return scores[a] > scores[b]; });
+  std::vector<Prediction> r;
+  for (int i = 0; i < k; ++i)
+    r.push_back({idx[i], idx[i] < int(names.size()) ? names[idx[i]] : std::to_string(idx[i]), scores[idx[i]]});
+  return r;
+}
+
+std::vector<Prediction> Engine::imagenet_top(const float* logits, int k) const {
+  const int n = graph().num_logits;
+  if (n == 0) throw Error("this model has no ImageNet classifier");
+  std::vector<float> p(logits, logits + n);
+  softmax_rows(p.data(), 1, n);
+  return top_k(p.data(), n, k, imagenet_labels_);
+}
+
+void Engine::set_head(Head head, std::vector<std::string> class_names) {
+  validate_class_names(class_names);
+  if (int(class_names.size()) != head.classes()) throw Error("class names do not match the head's outputs");
+  if (head.in() != feature_dim()) throw Error("the head does not fit this backbone's features");
+  head_ = std::move(head);
+  class_names_ = std::move(class_names);
+}
+
+std::vector<Prediction> Engine::classify_features(const float* features, int k) const {
+  if (!has_head()) throw Error("this model has no classifier head yet; train one first");
+  auto p = head_.predict(features, 1, pool());
+  return top_k(p.data(), head_.classes(), k, class_names_);
+}
+
+void Engine::set_bank(std::vector<float> features, std::vector<int32_t> labels) {
+  if (features.size() != labels.size() * size_t(feature_dim())) throw Error("feature bank size mismatch");
+  bank_features_ = std::move(features);
+  bank_labels_ = std::move(labels);
+}
+
+Bundle Engine::to_bundle(bool with_backbone) const {
+  Bundle b;
+  b.metadata = backbone_tensors_.metadata;
+  b.metadata["format"] = "petal-bundle";
+  b.metadata["format_version"] = std::to_string(kBundleFormatVersion);
+  if (with_backbone) b.tensors = backbone_tensors_.tensors;
+  else b.metadata["backbone"] = "external";
+  if (has_head()) {
+    head_.save(b);
+    b.metadata["class_names"] = class_names_json(class_names_);
+    b.metadata["head_shape"] = std::to_string(head_.in()) + "x" + std::to_string(head_.hidden()) + "x" + std::to_string(head_.classes());
+  }
+  if (!bank_labels_.empty()) {
+    Tensor f, l;
+    f.shape = {bank_labels_.size(), size_t(feature_dim())};
+    f.data = bank_features_;
+    f.stored = DType::F16;
+    l.shape = {bank_labels_.size()};
+    l.data.assign(bank_labels_.begin(), bank_labels_.end());
+    l.stored = DType::I32;
+    b.tensors["bank.features"] = std::move(f);
+    b.tensors["bank.labels"] = std::move(l);
+  }
+  return b;
+}
+
+}  // namespace petal

@@ -1,0 +1,72 @@
+// The engine as users see it: a model bundle (backbone + optional head + class names + feature
+// bank) turned into features and predictions for photos, and a head retrained on features.
+// Both the CLI and the Embind surface are thin layers over this class.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backbone.h"
+#include "bundle.h"
+#include "head.h"
+
+namespace petal {
+
+struct Prediction {
+  int index = 0;
+  std::string label;
+  float probability = 0;
+};
+
+class Engine {
+ public:
+  // Throws petal::Error for a bundle that is not a usable Petal model.
+  explicit Engine(const Bundle& bundle, size_t threads = 0);
+
+  const Graph& graph() const { return backbone_->graph(); }
+  int input_size() const { return graph().input_h; }
+  int feature_dim() const { return graph().feature_dim; }
+  size_t threads() const { return backbone_->threads(); }
+  pthreadpool_t pool() const { return backbone_->pool(); }
+
+  // Features for a batch of preprocessed inputs (n × H × W × 3) → n × feature_dim.
+  std::vector<float> features_of_inputs(const float* inputs, size_t n, std::vector<float>* logits = nullptr);
+  // decode → resize → preprocess → backbone, for one encoded image.
+  std::vector<float> features_of_bytes(const uint8_t* data, size_t size, bool flip = false,
+                                       std::vector<float>* logits = nullptr);
+
+  // ImageNet top-k from logits (needs the backbone's 1000-class Dense).
+  std::vector<Prediction> imagenet_top(const float* logits, int k) const;
+  const std::vector<std::string>& imagenet_labels() const { return imagenet_labels_; }
+
+  // The classifier head.
+  bool has_head() const { return head_.classes() > 0; }
+  const Head& head() const { return head_; }
+  const std::vector<std::string>& class_names() const { return class_names_; }
+  void set_head(Head head, std::vector<std::string> class_names);
+  std::vector<Prediction> classify_features(const float* features, int k) const;  // top-k, sorted
+
+  // Feature bank shipped in the bundle: examples of the default classes' training features.
+  const std::vector<float>& bank_features() const { return bank_features_; }
+  const std::vector<int32_t>& bank_labels() const { return bank_labels_; }
+  void set_bank(std::vector<float> features, std::vector<int32_t> labels);
+
+  // The current model as a bundle: backbone weights (optional), head, class names, bank.
+  Bundle to_bundle(bool with_backbone) const;
+
+ private:
+  Bundle backbone_tensors_;  // backbone weights and metadata as loaded
+  std::unique_ptr<Backbone> backbone_;
+  std::vector<std::string> imagenet_labels_;
+  Head head_;
+  std::vector<std::string> class_names_;
+  std::vector<float> bank_features_;
+  std::vector<int32_t> bank_labels_;
+};
+
+// Head-only bundle helpers (class names validated: non-empty, unique, at most kMaxClassNameBytes).
+void validate_class_names(const std::vector<std::string>& names);
+std::vector<std::string> parse_class_names(const std::string& json_array);
+std::string class_names_json(const std::vector<std::string>& names);
+
+}  // namespace petal

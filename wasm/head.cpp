@@ -1,0 +1,272 @@
+#include "head.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "error.h"
+#include "petal_limits.h"
+
+namespace petal {
+
+namespace {
+
+constexpr size_t kSlack = 32;  // trailing zeros XNNPACK may read past a weight matrix
+
+void glorot(std::vector<float>& w, int fan_in, int fan_out, Rng& rng) {
+  const float limit = std::sqrt(6.0f / float(fan_in + fan_out));
+  for (size_t i = 0; i + kSlack < w.size(); ++i) w[i] = (rng.uniform() * 2.f - 1.f) * limit;
+}
+
+struct AdamSlot {
+  std::vector<float> m, v;
+  void init(size_t n) { m.assign(n, 0.f); v.assign(n, 0.f); }
+};
+
+struct AdamCtx {
+  float* w;
+  const float* g;
+  float *m, *v;
+  float lr_t, b1, b2, eps, decay;
+};
+
+void adam_range(void* p, size_t b, size_t e) {
+  auto* c = static_cast<AdamCtx*>(p);
+  for (size_t i = b; i < e; ++i) {
+    const float g = c->g[i];
+    const float m = c->m[i] = c->b1 * c->m[i] + (1.f - c->b1) * g;
+    const float v = c->v[i] = c->b2 * c->v[i] + (1.f - c->b2) * g * g;
+    c->w[i] -= c->lr_t * m / (std::sqrt(v) + c->eps) + c->decay * c->w[i];
+  }
+}
+
+}  // namespace
+
+void softmax_rows(float* x, size_t n, size_t c) {
+  for (size_t r = 0; r < n; ++r) {
+    float* row = x + r * c;
+    const float mx = *std::max_element(row, row + c);
+    float sum = 0;
+    for (size_t j = 0; j < c; ++j) sum += row[j] = std::exp(row[j] - mx);
+    for (size_t j = 0; j < c; ++j) row[j] /= sum;
+  }
+}
+
+Head::Head(int in, int hidden, int classes, uint64_t seed) : in_(in), hidden_(hidden), classes_(classes) {
+  if (classes < 2) throw Error("a classifier needs at least 2 classes (got " + std::to_string(classes) + ")");
+  if (size_t(classes) > limits::kMaxClasses)
+    throw Error("too many classes (" + std::to_string(classes) + "); the limit is " + std::to_string(limits::kMaxClasses));
+  Rng rng(seed);
+  w1_.assign(size_t(hidden) * in + kSlack, 0.f);
+  w2_.assign(size_t(classes) * hidden + kSlack, 0.f);
+  glorot(w1_, in, hidden, rng);
+  glorot(w2_, hidden, classes, rng);
+  b1_.assign(hidden, 0.f);
+  b2_.assign(classes, 0.f);
+}
+
+void Head::forward(const float* x, size_t n, float* h, float* logits, pthreadpool_t pool) const {
+  matmul(x, w1_.data(), h, n, in_, hidden_, true, pool);
+  for (size_t r = 0; r < n; ++r)
+    for (int j = 0; j < hidden_; ++j) h[r * hidden_ + j] = std::max(0.f, h[r * hidden_ + j] + b1_[j]);
+  matmul(h, w2_.data(), logits, n, hidden_, classes_, true, pool);
+  for (size_t r = 0; r < n; ++r)
+    for (int j = 0; j < classes_; ++j) logits[r * classes_ + j] += b2_[j];
+}
+
+std::vector<float> Head::predict(const float* x, size_t n, pthreadpool_t pool) const {
+  if (classes_ == 0) throw Error("no classifier head is loaded");
+  std::vector<float> out;
+  const size_t chunk = 256;
+  PaddedBuffer xin, h, logits;
+  for (size_t b = 0; b < n; b += chunk) {
+    const size_t m = std::min(chunk, n - b);
+    xin.resize(m * in_);
+    std::memcpy(xin.data(), x + b * in_, m * in_ * sizeof(float));
+    h.resize(m * hidden_);
+    logits.resize(m * classes_);
+    forward(xin.data(), m, h.data(), logits.data(), pool);
+    softmax_rows(logits.data(), m, classes_);
+    out.insert(out.end(), logits.data(), logits.data() + m * classes_);
+  }
+  return out;
+}
+
+Evaluation Head::evaluate(const FeatureSet& d, pthreadpool_t pool) const {
+  Evaluation e;
+  e.confusion.assign(classes_, std::vector<int>(classes_, 0));
+  if (d.n == 0) return e;
+  auto p = predict(d.features, d.n, pool);
+  size_t correct = 0;
+  for (size_t i = 0; i < d.n; ++i) {
+    const float* row = &p[i * classes_];
+    const int pred = int(std::max_element(row, row + classes_) - row), y = d.labels[i];
+    correct += pred == y;
+    e.loss -= std::log(std::max(row[y], 1e-12f));
+    e.confusion[y][pred]++;
+  }
+  e.loss /= double(d.n);
+  e.accuracy = double(correct) / double(d.n);
+  return e;
+}
+
+std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val, const TrainOptions& opt,
+                                    const std::function<bool(const EpochStats&)>& on_epoch,
+                                    const std::function<void(size_t, size_t)>& on_batch, pthreadpool_t pool) {
+  if (tr.dim != size_t(in_)) throw Error("training features have " + std::to_string(tr.dim) + " values, the head expects " + std::to_string(in_));
+  if (tr.n == 0) throw Error("no training examples");
+  if (tr.n > limits::kMaxTrainExamples)
+    throw Error("too many training examples (" + std::to_string(tr.n) + "); the limit is " + std::to_string(limits::kMaxTrainExamples));
+  for (size_t i = 0; i < tr.n; ++i)
+    if (tr.labels[i] < 0 || tr.labels[i] >= classes_) throw Error("a training label is outside 0.." + std::to_string(classes_ - 1));
+  if (opt.batch_size < 1 || opt.epochs < 1) throw Error("epochs and batch size must be at least 1");
+  const size_t B = size_t(opt.batch_size), H = size_t(hidden_), C = size_t(classes_), D = size_t(in_);
+  AdamSlot a_w1, a_b1, a_w2, a_b2;
+  a_w1.init(H * D); a_b1.init(H); a_w2.init(C * H); a_b2.init(C);
+  std::vector<float> g_w1(H * D), g_b1(H), g_w2(C * H), g_b2(C);
+  PaddedBuffer x, h, logits, dlog, dlogT, dh, dhT;
+  x.resize(B * D); h.resize(B * H); logits.resize(B * C); dlog.resize(B * C); dlogT.resize(C * B);
+  dh.resize(B * H); dhT.resize(H * B);
+  std::vector<float> mask(B * H, 1.f);
+  std::vector<size_t> order(tr.n);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(opt.seed);
+  const size_t steps_per_epoch = (tr.n + B - 1) / B, total_steps = steps_per_epoch * size_t(opt.epochs);
+  size_t step = 0;
+  std::vector<EpochStats> history;
+  double best_val = -1;
+  std::vector<float> best_w1, best_b1, best_w2, best_b2;
+  const float smooth = opt.label_smoothing;
+
+  auto update = [&](std::vector<float>& w, const std::vector<float>& g, AdamSlot& s, float lr_t, float decay) {
+    AdamCtx c{w.data(), g.data(), s.m.data(), s.v.data(), lr_t, opt.beta1, opt.beta2, opt.epsilon, decay};
+    parallel_for(pool, g.size(), adam_range, &c);
+  };
+
+  for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = tr.n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    double loss_sum = 0;
+    size_t correct = 0;
+    for (size_t start = 0; start < tr.n; start += B) {
+      const size_t m = std::min(B, tr.n - start);
+      for (size_t r = 0; r < m; ++r) std::memcpy(x.data() + r * D, tr.features + order[start + r] * D, D * sizeof(float));
+      // forward
+      matmul(x.data(), w1_.data(), h.data(), m, D, H, true, pool);
+      const float keep = 1.f - opt.dropout;
+      for (size_t r = 0; r < m; ++r)
+        for (size_t j = 0; j < H; ++j) {
+          float& v = h.data()[r * H + j];
+          v = std::max(0.f, v + b1_[j]);
+          if (opt.dropout > 0) {
+            mask[r * H + j] = rng.uniform() < keep ? 1.f / keep : 0.f;
+            v *= mask[r * H + j];
+          }
+        }
+      matmul(h.data(), w2_.data(), logits.data(), m, H, C, true, pool);
+      for (size_t r = 0; r < m; ++r) {
+        float* row = logits.data() + r * C;
+        for (size_t j = 0; j < C; ++j) row[j] += b2_[j];
+      }
+      softmax_rows(logits.data(), m, C);
+      // loss and d(loss)/d(logits) = (p - target) / m
+      for (size_t r = 0; r < m; ++r) {
+        const float* p = logits.data() + r * C;
+        const int y = tr.labels[order[start + r]];
+        const size_t pred = size_t(std::max_element(p, p + C) - p);
+        correct += pred == size_t(y);
+        for (size_t j = 0; j < C; ++j) {
+          const float t = (j == size_t(y) ? 1.f - smooth : 0.f) + smooth / float(C);
+          if (t > 0) loss_sum -= t * std::log(std::max(p[j], 1e-12f));
+          dlog.data()[r * C + j] = (p[j] - t) / float(m);
+        }
+      }
+      // backward: dW2 = dlogᵀ·h, db2 = Σ dlog, dh = dlog·W2, relu/dropout mask, dW1 = dhᵀ·x
+      for (size_t r = 0; r < m; ++r)
+        for (size_t j = 0; j < C; ++j) dlogT.data()[j * m + r] = dlog.data()[r * C + j];
+      matmul(dlogT.data(), h.data(), g_w2.data(), C, m, H, false, pool);
+      std::fill(g_b2.begin(), g_b2.end(), 0.f);
+      for (size_t r = 0; r < m; ++r)
+        for (size_t j = 0; j < C; ++j) g_b2[j] += dlog.data()[r * C + j];
+      matmul(dlog.data(), w2_.data(), dh.data(), m, C, H, false, pool);
+      std::fill(g_b1.begin(), g_b1.end(), 0.f);
+      for (size_t r = 0; r < m; ++r)
+        for (size_t j = 0; j < H; ++j) {
+          float g = h.data()[r * H + j] > 0 ? dh.data()[r * H + j] : 0.f;
+          if (opt.dropout > 0) g *= mask[r * H + j];
+          dhT.data()[j * m + r] = g;
+          g_b1[j] += g;
+        }
+      matmul(dhT.data(), x.data(), g_w1.data(), H, m, D, false, pool);
+      // Adam with Keras' bias correction folded into the step size
+      ++step;
+      const double t = double(step);
+      const float lr_t = float(opt.learning_rate * std::sqrt(1.0 - std::pow(opt.beta2, t)) / (1.0 - std::pow(opt.beta1, t)));
+      const float decay = opt.learning_rate * opt.weight_decay;
+      update(w1_, g_w1, a_w1, lr_t, decay);
+      update(b1_, g_b1, a_b1, lr_t, 0.f);
+      update(w2_, g_w2, a_w2, lr_t, decay);
+      update(b2_, g_b2, a_b2, lr_t, 0.f);
+      if (on_batch) on_batch(step, total_steps);
+    }
+    EpochStats s;
+    s.epoch = epoch;
+    s.loss = loss_sum / double(tr.n);
+    s.accuracy = double(correct) / double(tr.n);
+    if (val && val->n) {
+      Evaluation e = evaluate(*val, pool);
+      s.has_val = true;
+      s.val_loss = e.loss;
+      s.val_accuracy = e.accuracy;
+      if (opt.keep_best && e.accuracy > best_val) {
+        best_val = e.accuracy;
+        best_w1 = w1_; best_b1 = b1_; best_w2 = w2_; best_b2 = b2_;
+      }
+    }
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    history.push_back(s);
+    if (on_epoch && !on_epoch(s)) break;
+  }
+  if (opt.keep_best && !best_w1.empty()) {
+    w1_ = best_w1; b1_ = best_b1; w2_ = best_w2; b2_ = best_b2;
+  }
+  return history;
+}
+
+void Head::save(Bundle& b) const {
+  auto put = [&](const std::string& name, std::vector<size_t> shape, const std::vector<float>& d) {
+    Tensor t;
+    t.shape = std::move(shape);
+    t.data.assign(d.begin(), d.begin() + t.numel());
+    b.tensors[name] = std::move(t);
+  };
+  put("head.dense1.weight", {size_t(hidden_), size_t(in_)}, w1_);
+  put("head.dense1.bias", {size_t(hidden_)}, b1_);
+  put("head.dense2.weight", {size_t(classes_), size_t(hidden_)}, w2_);
+  put("head.dense2.bias", {size_t(classes_)}, b2_);
+}
+
+Head Head::load(const Bundle& b) {
+  if (!b.has("head.dense1.weight"))
+    throw Error("the model bundle has no classifier head; train one (petal train) or use a full model bundle");
+  const Tensor& w1 = b.get("head.dense1.weight");
+  const Tensor& w2 = b.get("head.dense2.weight");
+  if (w1.shape.size() != 2 || w2.shape.size() != 2 || w2.shape[1] != w1.shape[0])
+    throw Error("the model bundle's head tensors have inconsistent shapes");
+  Head h;
+  h.hidden_ = int(w1.shape[0]);
+  h.in_ = int(w1.shape[1]);
+  h.classes_ = int(w2.shape[0]);
+  if (h.classes_ < 2 || size_t(h.classes_) > limits::kMaxClasses) throw Error("the model bundle's head has an invalid class count");
+  h.w1_ = w1.data;
+  h.w1_.resize(w1.data.size() + kSlack, 0.f);
+  h.b1_ = b.get("head.dense1.bias", {size_t(h.hidden_)}).data;
+  h.w2_ = w2.data;
+  h.w2_.resize(w2.data.size() + kSlack, 0.f);
+  h.b2_ = b.get("head.dense2.bias", {size_t(h.classes_)}).data;
+  return h;
+}
+
+}  // namespace petal

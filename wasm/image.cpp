@@ -1,0 +1,202 @@
+#include "image.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "error.h"
+#include "petal_limits.h"
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#define STBI_NO_STDIO
+#define STBI_MAX_DIMENSIONS (1 << 16)
+#include <stb/stb_image.h>
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include <stb/stb_image_resize.h>
+
+namespace petal {
+
+namespace {
+
+std::string sniff(const uint8_t* d, size_t n) {
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return "jpeg";
+  if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) return "png";
+  if (n >= 6 && (std::memcmp(d, "GIF87a", 6) == 0 || std::memcmp(d, "GIF89a", 6) == 0)) return "gif";
+  if (n >= 2 && d[0] == 'B' && d[1] == 'M') return "bmp";
+  return "";
+}
+
+std::string describe_unknown(const uint8_t* d, size_t n) {
+  size_t printable = 0, k = std::min<size_t>(n, 512);
+  for (size_t i = 0; i < k; ++i) printable += (d[i] >= 32 && d[i] < 127) || d[i] == '\n' || d[i] == '\r' || d[i] == '\t';
+  if (k && printable == k) return "this is a text file, not an image; choose a JPEG, PNG, GIF or BMP photo";
+  if (n >= 12 && std::memcmp(d + 4, "ftyp", 4) == 0)
+    return "this looks like a HEIC/AVIF or video file, which Petal cannot read; convert it to JPEG or PNG";
+  if (n >= 12 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0)
+    return "WebP images are not supported; convert it to JPEG or PNG";
+  return "not a supported image (JPEG, PNG, GIF or BMP)";
+}
+
+// A JPEG whose entropy-coded data ends without the end-of-image marker was cut short; stb_image
+// would quietly fill the rest with grey.
+bool jpeg_complete(const uint8_t* d, size_t n) {
+  size_t i = 2;
+  while (i + 4 <= n) {  // walk the marker segments up to the first scan
+    if (d[i] != 0xFF) return false;
+    const uint8_t m = d[i + 1];
+    if (m == 0xFF) { ++i; continue; }
+    const size_t len = size_t(d[i + 2]) << 8 | d[i + 3];
+    if (m == 0xDA) { i += 2 + len; break; }
+    i += 2 + len;
+  }
+  for (; i + 1 < n; ++i)
+    if (d[i] == 0xFF && d[i + 1] == 0xD9) return true;
+  return false;
+}
+
+}  // namespace
+
+ImageInfo probe_image(const uint8_t* data, size_t size) {
+  if (!data || size == 0) throw Error("the file is empty (0 bytes)");
+  if (size > limits::kMaxImageBytes)
+    throw Error("the file is " + std::to_string(size >> 20) + " MB; the limit is " +
+                std::to_string(limits::kMaxImageBytes >> 20) + " MB per image");
+  ImageInfo info;
+  info.format = sniff(data, size);
+  if (info.format.empty()) throw Error(describe_unknown(data, size));
+  int w = 0, h = 0, c = 0;
+  if (!stbi_info_from_memory(data, int(size), &w, &h, &c))
+    throw Error("the " + info.format + " header is damaged (" + std::string(stbi_failure_reason()) + ")");
+  if (w <= 0 || h <= 0) throw Error("the " + info.format + " image has no pixels");
+  const uint64_t px = uint64_t(w) * uint64_t(h);
+  if (px > limits::kMaxImagePixels || uint32_t(w) > limits::kMaxImageSide || uint32_t(h) > limits::kMaxImageSide)
+    throw Error("the image is " + std::to_string(w) + "x" + std::to_string(h) + " (" + std::to_string(px / 1000000) +
+                " megapixels); the limit is " + std::to_string(limits::kMaxImagePixels / 1000000) +
+                " megapixels and " + std::to_string(limits::kMaxImageSide) + " pixels a side; scale it down first");
+  info.width = w;
+  info.height = h;
+  return info;
+}
+
+int exif_orientation(const uint8_t* d, size_t n) {
+  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return 1;
+  size_t i = 2;
+  while (i + 4 <= n && d[i] == 0xFF) {
+    const uint8_t m = d[i + 1];
+    const size_t len = size_t(d[i + 2]) << 8 | d[i + 3];
+    if (m == 0xDA || len < 2) break;
+    if (m == 0xE1 && len >= 16 && i + 2 + len <= n && std::memcmp(d + i + 4, "Exif\0\0", 6) == 0) {
+      const uint8_t* t = d + i + 10;  // TIFF header
+      const size_t tn = len - 8;
+      const bool le = t[0] == 'I' && t[1] == 'I';
+      if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
+      auto u16 = [&](size_t o) -> uint32_t { return o + 2 > tn ? 0 : le ? t[o] | t[o + 1] << 8 : t[o] << 8 | t[o + 1]; };
+      auto u32 = [&](size_t o) -> uint32_t {
+        return o + 4 > tn ? 0 : le ? u16(o) | u16(o + 2) << 16 : u16(o) << 16 | u16(o + 2);
+      };
+      const size_t ifd = u32(4);
+      if (ifd + 2 > tn) return 1;
+      const uint32_t count = u16(ifd);
+      for (uint32_t e = 0; e < count && ifd + 2 + 12 * (e + 1) <= tn; ++e) {
+        const size_t o = ifd + 2 + 12 * e;
+        if (u16(o) == 0x0112) {
+          const uint32_t v = u16(o + 8);
+          return v >= 1 && v <= 8 ? int(v) : 1;
+        }
+      }
+      return 1;
+    }
+    i += 2 + len;
+  }
+  return 1;
+}
+
+Image apply_orientation(const Image& img, int o) {
+  if (o <= 1 || o > 8) return img;
+  const bool swap = o >= 5;  // 5..8 transpose the axes
+  Image r;
+  r.width = swap ? img.height : img.width;
+  r.height = swap ? img.width : img.height;
+  r.rgb.resize(img.rgb.size());
+  const int W = img.width, H = img.height;
+  for (int y = 0; y < r.height; ++y)
+    for (int x = 0; x < r.width; ++x) {
+      int sx = 0, sy = 0;  // source pixel shown at (x, y)
+      switch (o) {
+        case 2: sx = W - 1 - x; sy = y; break;
+        case 3: sx = W - 1 - x; sy = H - 1 - y; break;
+        case 4: sx = x; sy = H - 1 - y; break;
+        case 5: sx = y; sy = x; break;
+        case 6: sx = y; sy = H - 1 - x; break;
+        case 7: sx = W - 1 - y; sy = H - 1 - x; break;
+        case 8: sx = W - 1 - y; sy = x; break;
+      }
+      std::memcpy(&r.rgb[(size_t(y) * r.width + x) * 3], &img.rgb[(size_t(sy) * W + sx) * 3], 3);
+    }
+  return r;
+}
+
+Image decode_image(const uint8_t* data, size_t size) {
+  const ImageInfo info = probe_image(data, size);
+  if (info.format == "jpeg" && !jpeg_complete(data, size))
+    throw Error("the JPEG is truncated (no end-of-image marker): the file is incomplete; copy or download it again");
+  int w = 0, h = 0, c = 0;
+  uint8_t* px = stbi_load_from_memory(data, int(size), &w, &h, &c, 3);
+  if (!px) throw Error("cannot decode the " + info.format + " image: " + std::string(stbi_failure_reason()));
+  Image img;
+  img.width = w;
+  img.height = h;
+  img.rgb.assign(px, px + size_t(w) * h * 3);
+  stbi_image_free(px);
+  if (info.format == "jpeg") {
+    const int o = exif_orientation(data, size);
+    if (o != 1) img = apply_orientation(img, o);
+  }
+  return img;
+}
+
+Image resize_image(const Image& img, int w, int h) {
+  if (img.width == w && img.height == h) return img;
+  Image r;
+  r.width = w;
+  r.height = h;
+  r.rgb.resize(size_t(w) * h * 3);
+  if (!stbir_resize_uint8_generic(img.rgb.data(), img.width, img.height, 0, r.rgb.data(), w, h, 0, 3,
+                                  STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE,
+                                  STBIR_COLORSPACE_LINEAR, nullptr))
+    throw Error("resizing the image failed (out of memory?)");
+  return r;
+}
+
+void preprocess_caffe(const Image& img, float* out, bool flip) {
+  static constexpr float kMean[3] = {103.939f, 116.779f, 123.68f};  // B, G, R
+  const int W = img.width;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < W; ++x) {
+      const uint8_t* p = &img.rgb[(size_t(y) * W + (flip ? W - 1 - x : x)) * 3];
+      float* q = out + (size_t(y) * W + x) * 3;
+      q[0] = p[2] - kMean[0];
+      q[1] = p[1] - kMean[1];
+      q[2] = p[0] - kMean[2];
+    }
+}
+
+std::vector<float> image_to_input(const uint8_t* data, size_t size, int input_h, int input_w, bool flip) {
+  Image img = resize_image(decode_image(data, size), input_w, input_h);
+  std::vector<float> out(size_t(input_h) * input_w * 3);
+  preprocess_caffe(img, out.data(), flip);
+  return out;
+}
+
+Image thumbnail(const Image& img, int max_side) {
+  const int m = std::max(img.width, img.height);
+  if (m <= max_side) return img;
+  const int w = std::max(1, int(int64_t(img.width) * max_side / m)), h = std::max(1, int(int64_t(img.height) * max_side / m));
+  return resize_image(img, w, h);
+}
+
+}  // namespace petal
