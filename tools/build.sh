@@ -26,7 +26,7 @@ for t in "${targets[@]}"; do
           -DPETAL_WASM_THREADS=$threads -DPETAL_WASM_NAME=petal-$v >/dev/null
         ninja -C "$ROOT/build/wasm-$v" -j"$JOBS" >&2
         cp "$ROOT/build/wasm-$v/wasm/petal-$v.js" "$ROOT/build/wasm-$v/wasm/petal-$v.wasm" "$ROOT/web/engine/"
-        [ -f "$ROOT/build/wasm-$v/wasm/petal-$v.worker.js" ] && cp "$ROOT/build/wasm-$v/wasm/petal-$v.worker.js" "$ROOT/web/engine/"
+        if [ -f "$ROOT/build/wasm-$v/wasm/petal-$v.worker.js" ]; then cp "$ROOT/build/wasm-$v/wasm/petal-$v.worker.js" "$ROOT/web/engine/"; fi
       done
       ;;
     *) echo "unknown target $t (native, wasm, asan)" >&2; exit 2 ;;
