@@ -36,6 +36,11 @@ ImportedBackbone import_tfjs_dir(const std::string& dir);
 // Keras HDF5 weights (resnet50_weights_tf_dim_ordering_tf_kernels[_notop].h5): the ResNet-50
 // topology is generated (the file holds weights only), the weights read with libhdf5. Native only.
 ImportedBackbone import_keras_h5(const std::string& path);
+// The same from bytes in memory (the fuzz target's entry point); `what` names it in messages.
+ImportedBackbone import_keras_h5_bytes(const uint8_t* data, size_t size, const std::string& what = "the HDF5 file");
+// The generated topology: Keras ResNet-50 (keras-applications resnet50.py, serialised by Keras
+// 2.2.4) as a model_config.config.layers JSON array, ending in avg_pool, or fc1000 with the top.
+std::string resnet50_keras_layers(bool include_top);
 
 // A backbone bundle (no head yet): graph, folded weights, ImageNet class names if given.
 Bundle make_backbone_bundle(const ImportedBackbone& m, const std::vector<std::string>& imagenet_labels);
