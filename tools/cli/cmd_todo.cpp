@@ -1,7 +1,5 @@
 // Commands being written in parallel register here until their own files land.
 #include "common.h"
 namespace petal::cli {
-void register_dataset_commands(CLI::App&) {}
-void register_export(CLI::App&) {}
 void register_bench(CLI::App&) {}
 }  // namespace petal::cli

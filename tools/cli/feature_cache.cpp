@@ -1,0 +1,509 @@
+#include "feature_cache.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "common.h"
+#include "error.h"
+#include "graph.h"
+#include "plot.h"
+
+namespace petal::cli {
+
+// ---------------------------------------------------------------- SHA-256 (FIPS 180-4)
+
+namespace {
+constexpr uint32_t kK[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+    0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+    0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+    0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+}  // namespace
+
+Sha256::Sha256() {
+  static constexpr uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  std::memcpy(h_, init, sizeof h_);
+}
+
+void Sha256::block(const uint8_t* p) {
+  uint32_t w[64];
+  for (int i = 0; i < 16; ++i) w[i] = uint32_t(p[4 * i]) << 24 | uint32_t(p[4 * i + 1]) << 16 | uint32_t(p[4 * i + 2]) << 8 | p[4 * i + 3];
+  for (int i = 16; i < 64; ++i) {
+    const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
+  for (int i = 0; i < 64; ++i) {
+    const uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kK[i] + w[i];
+    const uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+    h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+  }
+  h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d; h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
+}
+
+void Sha256::update(const void* data, size_t n) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  total_ += n;
+  if (buf_len_) {
+    const size_t k = std::min(n, 64 - buf_len_);
+    std::memcpy(buf_ + buf_len_, p, k);
+    buf_len_ += k; p += k; n -= k;
+    if (buf_len_ < 64) return;
+    block(buf_);
+    buf_len_ = 0;
+  }
+  for (; n >= 64; p += 64, n -= 64) block(p);
+  std::memcpy(buf_, p, n);
+  buf_len_ = n;
+}
+
+Digest Sha256::finish() {
+  const uint64_t bits = total_ * 8;
+  const uint8_t pad = 0x80, zero = 0;
+  update(&pad, 1);
+  while (buf_len_ != 56) update(&zero, 1);
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = uint8_t(bits >> (56 - 8 * i));
+  update(len, 8);
+  Digest d;
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 4; ++j) d[4 * i + j] = uint8_t(h_[i] >> (24 - 8 * j));
+  return d;
+}
+
+Digest sha256(const void* data, size_t n) {
+  Sha256 s;
+  s.update(data, n);
+  return s.finish();
+}
+
+std::string hex(const Digest& d) {
+  static const char* k = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : d) {
+    s += k[b >> 4];
+    s += k[b & 15];
+  }
+  return s;
+}
+
+std::string backbone_id(const Bundle& model) {
+  Sha256 s;
+  Graph graph = Graph::from_json(model.meta("graph"));
+  graph.input_h = graph.input_w = 224;  // the input size is part of the preprocessing key instead
+  const std::string g = graph.to_json();
+  s.update(g.data(), g.size() + 1);
+  for (auto& [name, t] : model.tensors) {  // std::map: sorted by name
+    if (name.rfind("head.", 0) == 0 || name.rfind("bank.", 0) == 0) continue;
+    s.update(name.data(), name.size() + 1);
+    for (size_t d : t.shape) {
+      const uint64_t v = d;
+      s.update(&v, 8);
+    }
+    s.update(t.data.data(), t.data.size() * sizeof(float));
+  }
+  return hex(s.finish());
+}
+
+std::string feature_cache_dir() { return cache_dir() + "/features"; }
+
+Preprocessing preprocessing_of(const Bundle& model) {
+  Preprocessing p;
+  if (auto it = model.metadata.find("preprocessing"); it != model.metadata.end()) p.mode = it->second;
+  if (p.mode != "caffe" && p.mode != "raw")
+    throw Error("the model asks for preprocessing '" + p.mode + "', which this petal does not know (caffe or raw)");
+  if (auto it = model.metadata.find("input_size"); it != model.metadata.end()) {
+    int h = 0, w = 0;
+    if (std::sscanf(it->second.c_str(), "%dx%d", &h, &w) != 2 || h != w || h < 32 || h > 1024)
+      throw Error("the model's input_size '" + it->second + "' is not a square size like 224x224");
+    p.size = h;
+  } else {
+    p.size = Graph::from_json(model.meta("graph")).input_h;
+  }
+  return p;
+}
+
+std::string preprocessing_key(const Preprocessing& p) {
+  // A 53×41 JPEG with smooth gradients and some edges, made in memory, then the real pipeline.
+  const int w = 53, h = 41;
+  std::vector<uint8_t> px(size_t(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint8_t* q = &px[(size_t(y) * w + x) * 3];
+      q[0] = uint8_t(x * 255 / (w - 1));
+      q[1] = uint8_t(y * 255 / (h - 1));
+      q[2] = uint8_t(((x / 7 + y / 5) % 2) ? 220 : 30);
+    }
+  std::string jpeg = encode_jpeg(px.data(), w, h, 90);
+  std::vector<float> a(size_t(p.size) * p.size * 3), b(a.size());
+  photo_to_input(reinterpret_cast<const uint8_t*>(jpeg.data()), jpeg.size(), p, a.data(), b.data());
+  Sha256 s;
+  s.update(a.data(), a.size() * 4);
+  s.update(b.data(), b.size() * 4);
+  return p.key() + "-" + hex(s.finish()).substr(0, 8);
+}
+
+// ---------------------------------------------------------------- the cache file
+
+namespace {
+constexpr size_t kHeader = 112;
+constexpr char kMagic[8] = {'P', 'E', 'T', 'A', 'L', 'F', 'C', '1'};
+
+bool write_all(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n) {
+    const ssize_t k = ::write(fd, c, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    c += k;
+    n -= size_t(k);
+  }
+  return true;
+}
+
+std::string key_of(const Digest& d, bool flip) {
+  std::string k(reinterpret_cast<const char*>(d.data()), 32);
+  k += flip ? '\1' : '\0';
+  return k;
+}
+
+struct Lock {
+  int fd;
+  explicit Lock(int f) : fd(f) {
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {}
+  }
+  ~Lock() { ::flock(fd, LOCK_UN); }
+};
+}  // namespace
+
+FeatureCache::FeatureCache(const std::string& dir, const std::string& model_id, const std::string& prep_key, size_t dim)
+    : model_id_(model_id), prep_(prep_key), dim_(dim) {
+  if (model_id.size() != 64 || prep_key.size() > 32 || dim == 0) throw Error("internal: bad feature cache key");
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  path_ = dir + "/" + model_id.substr(0, 16) + "-" + prep_key + ".feat";
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw Error("cannot open the feature cache '" + path_ + "': " + std::strerror(errno) +
+                "; set PETAL_CACHE to a writable folder");
+  load();
+}
+
+FeatureCache::~FeatureCache() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FeatureCache::write_header() {
+  char h[kHeader] = {};
+  std::memcpy(h, kMagic, 8);
+  const uint32_t d = uint32_t(dim_);
+  std::memcpy(h + 8, &d, 4);
+  std::memcpy(h + 16, model_id_.data(), 64);
+  std::memcpy(h + 80, prep_.data(), prep_.size());
+  if (!write_all(fd_, h, kHeader)) throw Error("cannot write the feature cache '" + path_ + "': " + std::strerror(errno));
+}
+
+void FeatureCache::load() {
+  Lock lock(fd_);
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw Error("cannot read the feature cache '" + path_ + "'");
+  const size_t size = size_t(st.st_size), rec = 36 + dim_ * 4;
+  if (size == 0) {
+    write_header();
+    return;
+  }
+  std::vector<char> head(kHeader);
+  bool ok = size >= kHeader && ::pread(fd_, head.data(), kHeader, 0) == ssize_t(kHeader) &&
+            std::memcmp(head.data(), kMagic, 8) == 0;
+  uint32_t d = 0;
+  if (ok) std::memcpy(&d, head.data() + 8, 4);
+  ok = ok && d == dim_ && std::memcmp(head.data() + 16, model_id_.data(), 64) == 0 &&
+       std::string(head.data() + 80, strnlen(head.data() + 80, 32)) == prep_;
+  if (!ok) {
+    std::fprintf(stderr, "petal: warning: the feature cache '%s' is damaged or from another model; setting it aside (.damaged) and starting afresh\n",
+                 path_.c_str());
+    std::rename(path_.c_str(), (path_ + ".damaged").c_str());
+    ::close(fd_);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error("cannot create the feature cache '" + path_ + "': " + std::strerror(errno));
+    Lock l2(fd_);
+    write_header();
+    return;
+  }
+  const size_t n = (size - kHeader) / rec;
+  if ((size - kHeader) % rec) {  // a run was killed mid-write; drop the torn record (we hold the lock)
+    if (::ftruncate(fd_, off_t(kHeader + n * rec)) != 0) {}
+  }
+  std::vector<char> buf(rec * std::min<size_t>(n, 256));
+  for (size_t i = 0; i < n;) {
+    const size_t k = std::min<size_t>(n - i, 256);
+    if (::pread(fd_, buf.data(), k * rec, off_t(kHeader + i * rec)) != ssize_t(k * rec))
+      throw Error("cannot read the feature cache '" + path_ + "': " + std::strerror(errno));
+    for (size_t j = 0; j < k; ++j) {
+      const char* r = buf.data() + j * rec;
+      auto row = std::make_unique<std::vector<float>>(dim_);
+      std::memcpy(row->data(), r + 36, dim_ * 4);
+      index_[std::string(r, 32) + char(r[32] ? 1 : 0)] = row->data();
+      rows_.push_back(std::move(row));
+    }
+    i += k;
+  }
+}
+
+const float* FeatureCache::find(const Digest& d, bool flip) const {
+  std::lock_guard<std::mutex> l(mutex_);
+  auto it = index_.find(key_of(d, flip));
+  return it == index_.end() ? nullptr : it->second;
+}
+
+void FeatureCache::append(const std::vector<Entry>& entries) {
+  if (entries.empty()) return;
+  const size_t rec = 36 + dim_ * 4;
+  std::vector<char> buf(rec * entries.size(), 0);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    char* r = buf.data() + i * rec;
+    std::memcpy(r, entries[i].digest.data(), 32);
+    r[32] = entries[i].flip ? 1 : 0;
+    std::memcpy(r + 36, entries[i].features, dim_ * 4);
+  }
+  {
+    Lock lock(fd_);
+    struct stat st;
+    if (::fstat(fd_, &st) == 0 && st.st_size >= off_t(kHeader) && (size_t(st.st_size) - kHeader) % rec)
+      if (::ftruncate(fd_, off_t(kHeader + (size_t(st.st_size) - kHeader) / rec * rec)) != 0) {}
+    if (!write_all(fd_, buf.data(), buf.size()))
+      throw Error("cannot write the feature cache '" + path_ + "': " + std::strerror(errno) + " (disk full?)");
+  }
+  std::lock_guard<std::mutex> l(mutex_);
+  for (auto& e : entries) {
+    auto row = std::make_unique<std::vector<float>>(e.features, e.features + dim_);
+    index_[key_of(e.digest, e.flip)] = row->data();
+    rows_.push_back(std::move(row));
+  }
+}
+
+// ---------------------------------------------------------------- the backbone as a source
+
+FeatureSource::FeatureSource(const Bundle& model, Preprocessing prep, size_t threads)
+    : model_(model), prep_(std::move(prep)), threads_(threads) {
+  const Graph g = Graph::from_json(model.meta("graph"));
+  dim_ = size_t(g.feature_dim);
+  model_id_ = backbone_id(model);
+}
+
+FeatureSource::~FeatureSource() = default;
+
+Backbone& FeatureSource::backbone() {
+  if (!backbone_) {
+    Graph g = Graph::from_json(model_.meta("graph"));
+    g.input_h = g.input_w = prep_.size;
+    backbone_ = std::make_unique<Backbone>(g, model_, threads_);
+  }
+  return *backbone_;
+}
+
+size_t FeatureSource::threads() const {
+  if (backbone_) return backbone_->threads();
+  return threads_ ? threads_ : std::max(1u, std::thread::hardware_concurrency());
+}
+
+// ---------------------------------------------------------------- extraction
+
+namespace {
+
+struct Item {  // one decoded photo, or the reason it has none
+  size_t slot = 0;  // position in the request
+  Digest digest{};
+  std::vector<float> input, flipped;  // empty when already cached
+  std::string error;
+  bool end = false;
+};
+
+class Queue {
+ public:
+  explicit Queue(size_t cap) : cap_(cap) {}
+  bool push(Item it) {  // false once stopped
+    std::unique_lock<std::mutex> l(m_);
+    not_full_.wait(l, [&] { return q_.size() < cap_ || stop_; });
+    if (stop_) return false;
+    q_.push_back(std::move(it));
+    not_empty_.notify_one();
+    return true;
+  }
+  Item pop() {
+    std::unique_lock<std::mutex> l(m_);
+    not_empty_.wait(l, [&] { return !q_.empty(); });
+    Item it = std::move(q_.front());
+    q_.pop_front();
+    not_full_.notify_one();
+    return it;
+  }
+  void stop() {
+    std::lock_guard<std::mutex> l(m_);
+    stop_ = true;
+    not_full_.notify_all();
+  }
+
+ private:
+  size_t cap_;
+  std::mutex m_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<Item> q_;
+  bool stop_ = false;
+};
+
+}  // namespace
+
+FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indices, FeatureSource& src,
+                              FeatureCache& cache, const ExtractOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t dim = src.dim(), n = indices.size();
+  if (cache.dim() != dim) throw Error("internal: feature cache and backbone disagree on the feature size");
+  const Preprocessing prep = src.preprocessing();
+  const size_t in_size = size_t(prep.size) * prep.size * 3;
+
+  // Per request slot: the features found (pointers into the cache), or why there are none.
+  std::vector<const float*> feat(n, nullptr), flip(n, nullptr);
+  std::vector<std::string> error(n);
+  size_t computed = 0, from_cache = 0;
+
+  std::exception_ptr producer_error;
+  Queue queue(4);
+  std::thread producer([&] {
+    try {
+      for (size_t s = 0; s < n; ++s) {
+        Item it;
+        it.slot = s;
+        LoadedFile f = load_data_file(d.files[indices[s]].path);
+        if (!f.error.empty()) {
+          it.error = f.error;
+          if (!queue.push(std::move(it))) break;
+          continue;
+        }
+        it.digest = sha256(f.bytes.data(), f.bytes.size());
+        const bool need = !cache.find(it.digest, false), need_flip = opt.flips && !cache.find(it.digest, true);
+        if (need || need_flip) {
+          try {
+            std::vector<float> a(in_size), b(need_flip ? in_size : 0);
+            photo_to_input(f.bytes.data(), f.bytes.size(), prep, a.data(), need_flip ? b.data() : nullptr);
+            if (need) it.input = std::move(a);
+            it.flipped = std::move(b);
+          } catch (const Error& e) {
+            it.error = e.what();
+          }
+        }
+        if (!queue.push(std::move(it))) break;
+      }
+    } catch (...) {
+      producer_error = std::current_exception();
+    }
+    Item end;
+    end.end = true;
+    queue.push(std::move(end));
+  });
+
+  std::unique_ptr<Progress> bar;
+  if (opt.progress && n > 1) bar = std::make_unique<Progress>("features", n);
+  // Inputs waiting for the backbone, and the slots they belong to.
+  std::vector<float> batch_in;
+  std::vector<std::pair<size_t, bool>> batch_slots;
+  std::vector<Digest> batch_digest;
+  size_t done = 0;
+  auto run_batch = [&] {
+    if (batch_slots.empty()) return;
+    const size_t b = batch_slots.size();
+    std::vector<float> out(b * dim);
+    src.backbone().run(batch_in.data(), b, out.data());
+    std::vector<FeatureCache::Entry> entries;
+    for (size_t i = 0; i < b; ++i) entries.push_back({batch_digest[i], batch_slots[i].second, out.data() + i * dim});
+    cache.append(entries);
+    for (size_t i = 0; i < b; ++i) {
+      const auto [slot, fl] = batch_slots[i];
+      (fl ? flip : feat)[slot] = cache.find(batch_digest[i], fl);
+    }
+    computed += b;
+    batch_in.clear();
+    batch_slots.clear();
+    batch_digest.clear();
+  };
+  auto enqueue = [&](size_t slot, const Digest& dg, std::vector<float>& input, bool fl) {
+    batch_in.insert(batch_in.end(), input.begin(), input.end());
+    batch_slots.push_back({slot, fl});
+    batch_digest.push_back(dg);
+    if (batch_slots.size() >= opt.batch) run_batch();
+  };
+  try {
+    for (;;) {
+      Item it = queue.pop();
+      if (it.end) break;
+      if (!it.error.empty()) {
+        error[it.slot] = it.error;
+      } else {
+        if (it.input.empty()) {
+          feat[it.slot] = cache.find(it.digest, false);
+          ++from_cache;
+        } else {
+          enqueue(it.slot, it.digest, it.input, false);
+        }
+        if (opt.flips) {
+          if (it.flipped.empty()) {
+            flip[it.slot] = cache.find(it.digest, true);
+            ++from_cache;
+          } else {
+            enqueue(it.slot, it.digest, it.flipped, true);
+          }
+        }
+      }
+      ++done;
+      if (bar) bar->update(std::min(done, n));
+    }
+    run_batch();
+  } catch (...) {
+    queue.stop();
+    producer.join();
+    throw;
+  }
+  producer.join();
+  if (producer_error) std::rethrow_exception(producer_error);
+  if (bar) bar->finish();
+
+  FeatureTable t;
+  t.dim = dim;
+  for (size_t s = 0; s < n; ++s) {
+    const DataFile& f = d.files[indices[s]];
+    if (!error[s].empty() || !feat[s] || (opt.flips && !flip[s])) {
+      const std::string why = error[s].empty() ? "no features (internal error)" : error[s];
+      t.skipped.push_back({f.path, why});
+      if (opt.warn) std::fprintf(stderr, "petal: warning: skipped %s: %s\n", f.path.c_str(), why.c_str());
+      continue;
+    }
+    t.files.push_back(indices[s]);
+    t.labels.push_back(f.label);
+    t.features.insert(t.features.end(), feat[s], feat[s] + dim);
+    if (opt.flips) t.flipped.insert(t.flipped.end(), flip[s], flip[s] + dim);
+  }
+  t.computed = computed;
+  t.from_cache = from_cache;
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return t;
+}
+
+}  // namespace petal::cli

@@ -1,0 +1,52 @@
+#include "recipes.h"
+
+#include "engine.h"
+#include "error.h"
+
+namespace petal::cli {
+
+Recipe recipe_by_name(const std::string& name) {
+  Recipe r;
+  r.name = name;
+  r.train.epochs = 10;
+  r.train.batch_size = 32;
+  r.train.learning_rate = 1e-3f;
+  r.train.seed = 123;
+  if (name == "tutorial") {
+    r.prep = {"raw", 180};
+    return r;
+  }
+  if (name == "petal") {
+    r.prep = {"caffe", 224};
+    r.flips = true;
+    r.train.dropout = 0.5f;
+    r.train.label_smoothing = 0.1f;
+    return r;
+  }
+  throw Error("unknown recipe '" + name + "'; use tutorial or petal");
+}
+
+std::vector<std::string> recipe_names() { return {"petal", "tutorial"}; }
+
+Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const Head& head,
+                   const std::vector<std::string>& class_names, const Preprocessing& prep, const std::string& recipe,
+                   const std::string& training_json) {
+  validate_class_names(class_names);
+  Bundle b;
+  for (auto& [k, v] : backbone.metadata)
+    if (k != "class_names" && k != "head_shape" && k != "backbone") b.metadata[k] = v;
+  b.metadata["format"] = "petal-bundle";
+  b.metadata["format_version"] = std::to_string(kBundleFormatVersion);
+  b.metadata["backbone"] = "external";
+  head.save(b);
+  b.metadata["class_names"] = class_names_json(class_names);
+  b.metadata["head_shape"] = std::to_string(head.in()) + "x" + std::to_string(head.hidden()) + "x" + std::to_string(head.classes());
+  b.metadata["preprocessing"] = prep.mode;
+  b.metadata["input_size"] = std::to_string(prep.size) + "x" + std::to_string(prep.size);
+  b.metadata["recipe"] = recipe;
+  b.metadata["training"] = training_json;
+  b.metadata["backbone_id"] = backbone_id;
+  return b;
+}
+
+}  // namespace petal::cli

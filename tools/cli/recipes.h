@@ -1,0 +1,35 @@
+// Training recipes for the classifier head on frozen ResNet-50 features, and the pieces the
+// data set commands share (load a data set + its cached features, the head-only bundle layout).
+// model/TRAINING.md measures each ingredient of the default recipe.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "bundle.h"
+#include "dataset.h"
+#include "feature_cache.h"
+#include "head.h"
+
+namespace petal::cli {
+
+struct Recipe {
+  std::string name;
+  Preprocessing prep;
+  bool flips = false;  // mirrored photos' features as extra training examples
+  int hidden = 512;
+  TrainOptions train;
+};
+// "tutorial": the Keras transfer-learning tutorial as written (raw 0–255 pixels at 180², no
+// augmentation, Dense(512, ReLU) → Dense(N), Adam 1e-3, batch 32, 10 epochs).
+// "petal" (default): caffe-preprocessed 224² inputs plus everything measured to help.
+Recipe recipe_by_name(const std::string& name);
+std::vector<std::string> recipe_names();
+
+// A head-only bundle in Engine::to_bundle(false)'s layout: the backbone's metadata with
+// backbone=external, the head tensors, class names, plus how it was made ("recipe", "training"
+// JSON, "backbone_id") and the preprocessing it expects.
+Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const Head& head,
+                   const std::vector<std::string>& class_names, const Preprocessing& prep, const std::string& recipe,
+                   const std::string& training_json);
+
+}  // namespace petal::cli
