@@ -19,6 +19,8 @@ for t in "${targets[@]}"; do
     wasm)
       export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}; unset EM_CACHE
       mkdir -p "$ROOT/web/engine"
+      # The Emscripten glue is CommonJS/classic-script; the repo's package.json says "module".
+      echo '{"type": "commonjs"}' > "$ROOT/web/engine/package.json"
       for v in mt st; do
         prefix=$("$ROOT/tools/setup/build-xnnpack.sh" "wasm-$v")
         threads=OFF; [ $v = mt ] && threads=ON

@@ -1,6 +1,7 @@
 #include "image.h"
 
 #include <algorithm>
+#include <cmath>
 #include <climits>
 #include <cstring>
 
@@ -15,8 +16,6 @@
 #define STBI_NO_STDIO
 #define STBI_MAX_DIMENSIONS (1 << 16)
 #include <stb/stb_image.h>
-#define STB_IMAGE_RESIZE_IMPLEMENTATION
-#include <stb/stb_image_resize.h>
 
 namespace petal {
 
@@ -58,6 +57,59 @@ bool jpeg_complete(const uint8_t* d, size_t n) {
   return false;
 }
 
+uint32_t be16(const uint8_t* p) { return uint32_t(p[0]) << 8 | p[1]; }
+uint32_t be32(const uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
+uint32_t le16(const uint8_t* p) { return uint32_t(p[1]) << 8 | p[0]; }
+uint32_t le32(const uint8_t* p) { return le16(p + 2) << 16 | le16(p); }
+
+// Width and height from the file header, without decoding.
+bool header_size(const std::string& fmt, const uint8_t* d, size_t n, int64_t& w, int64_t& h) {
+  if (fmt == "png") {
+    if (n < 24 || std::memcmp(d + 12, "IHDR", 4) != 0) return false;
+    w = be32(d + 16);
+    h = be32(d + 20);
+    return true;
+  }
+  if (fmt == "gif") {
+    if (n < 10) return false;
+    w = le16(d + 6);
+    h = le16(d + 8);
+    return true;
+  }
+  if (fmt == "bmp") {
+    if (n < 26) return false;
+    const uint32_t hdr = le32(d + 14);
+    if (hdr == 12) {
+      w = le16(d + 18);
+      h = le16(d + 20);
+    } else {
+      w = int32_t(le32(d + 18));
+      h = std::abs(int64_t(int32_t(le32(d + 22))));
+    }
+    return w > 0;
+  }
+  // JPEG: the first start-of-frame marker holds the size.
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (d[i] != 0xFF) return false;
+    const uint8_t m = d[i + 1];
+    if (m == 0xFF) { ++i; continue; }
+    if (m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) { i += 2; continue; }
+    const size_t len = be16(d + i + 2);
+    if (len < 2) return false;
+    const bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+    if (sof) {
+      if (i + 9 > n) return false;
+      h = be16(d + i + 5);
+      w = be16(d + i + 7);
+      return true;
+    }
+    if (m == 0xDA || m == 0xD9) return false;
+    i += 2 + len;
+  }
+  return false;
+}
+
 }  // namespace
 
 ImageInfo probe_image(const uint8_t* data, size_t size) {
@@ -68,17 +120,22 @@ ImageInfo probe_image(const uint8_t* data, size_t size) {
   ImageInfo info;
   info.format = sniff(data, size);
   if (info.format.empty()) throw Error(describe_unknown(data, size));
-  int w = 0, h = 0, c = 0;
-  if (!stbi_info_from_memory(data, int(size), &w, &h, &c))
-    throw Error("the " + info.format + " header is damaged (" + std::string(stbi_failure_reason()) + ")");
+  // Read the size from the header ourselves: stb_image's own probe refuses very large images
+  // with an unhelpful "unknown image type", and the limit check must come before any decoding.
+  int64_t w = -1, h = -1;
+  if (!header_size(info.format, data, size, w, h))
+    throw Error("the " + info.format + " file is damaged: its header is incomplete or invalid");
   if (w <= 0 || h <= 0) throw Error("the " + info.format + " image has no pixels");
   const uint64_t px = uint64_t(w) * uint64_t(h);
+  int c = 0, sw = 0, sh = 0;
   if (px > limits::kMaxImagePixels || uint32_t(w) > limits::kMaxImageSide || uint32_t(h) > limits::kMaxImageSide)
     throw Error("the image is " + std::to_string(w) + "x" + std::to_string(h) + " (" + std::to_string(px / 1000000) +
                 " megapixels); the limit is " + std::to_string(limits::kMaxImagePixels / 1000000) +
                 " megapixels and " + std::to_string(limits::kMaxImageSide) + " pixels a side; scale it down first");
-  info.width = w;
-  info.height = h;
+  if (!stbi_info_from_memory(data, int(size), &sw, &sh, &c))
+    throw Error("the " + info.format + " file is damaged or unsupported (" + std::string(stbi_failure_reason()) + ")");
+  info.width = int(w);
+  info.height = int(h);
   return info;
 }
 
@@ -159,16 +216,98 @@ Image decode_image(const uint8_t* data, size_t size) {
   return img;
 }
 
+// Antialiased bilinear (triangle filter widened by the downscale factor), separable, computed
+// as Pillow computes Image.resize(BILINEAR): per output pixel, the window of input pixels is
+// clipped at the borders and renormalised; weights are 22-bit fixed point; the horizontal pass
+// rounds to 8 bits before the vertical pass. The golden reference was made that way, and so
+// were the Keras numbers the brief quotes.
+namespace {
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+struct Coeffs {
+  int ksize = 0;
+  std::vector<int> bounds;  // per output: first input index, count
+  std::vector<int32_t> k;   // per output: ksize fixed-point weights
+};
+
+Coeffs resample_coeffs(int in_size, int out_size) {
+  const double scale = double(in_size) / out_size;
+  const double filterscale = std::max(scale, 1.0);
+  const double support = 1.0 * filterscale;
+  Coeffs c;
+  c.ksize = int(std::ceil(support)) * 2 + 1;
+  c.bounds.resize(size_t(out_size) * 2);
+  c.k.assign(size_t(out_size) * c.ksize, 0);
+  std::vector<double> w(c.ksize);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale, ss = 1.0 / filterscale;
+    int xmin = int(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = int(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0;
+    for (int x = 0; x < xmax; ++x) {
+      double t = std::abs((x + xmin - center + 0.5) * ss);
+      w[x] = t < 1.0 ? 1.0 - t : 0.0;
+      ww += w[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double v = ww != 0.0 ? w[x] / ww : w[x];
+      c.k[size_t(xx) * c.ksize + x] = int32_t(v < 0 ? -0.5 + v * (1 << kPrecisionBits) : 0.5 + v * (1 << kPrecisionBits));
+    }
+    c.bounds[2 * xx] = xmin;
+    c.bounds[2 * xx + 1] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t clip8(int64_t v) {
+  v >>= kPrecisionBits;
+  return uint8_t(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+}  // namespace
+
 Image resize_image(const Image& img, int w, int h) {
   if (img.width == w && img.height == h) return img;
+  if (w <= 0 || h <= 0) throw Error("cannot resize an image to " + std::to_string(w) + "x" + std::to_string(h));
+  // horizontal pass: img.height rows × w columns
+  Image tmp;
+  tmp.width = w;
+  tmp.height = img.height;
+  if (w != img.width) {
+    const Coeffs cx = resample_coeffs(img.width, w);
+    tmp.rgb.resize(size_t(w) * img.height * 3);
+    for (int y = 0; y < img.height; ++y) {
+      const uint8_t* row = &img.rgb[size_t(y) * img.width * 3];
+      for (int xx = 0; xx < w; ++xx) {
+        const int xmin = cx.bounds[2 * xx], n = cx.bounds[2 * xx + 1];
+        const int32_t* k = &cx.k[size_t(xx) * cx.ksize];
+        for (int ch = 0; ch < 3; ++ch) {
+          int64_t ss = int64_t(1) << (kPrecisionBits - 1);
+          for (int x = 0; x < n; ++x) ss += int64_t(row[(xmin + x) * 3 + ch]) * k[x];
+          tmp.rgb[(size_t(y) * w + xx) * 3 + ch] = clip8(ss);
+        }
+      }
+    }
+  } else {
+    tmp = img;
+  }
+  if (h == img.height) return tmp;
+  const Coeffs cy = resample_coeffs(img.height, h);
   Image r;
   r.width = w;
   r.height = h;
   r.rgb.resize(size_t(w) * h * 3);
-  if (!stbir_resize_uint8_generic(img.rgb.data(), img.width, img.height, 0, r.rgb.data(), w, h, 0, 3,
-                                  STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE,
-                                  STBIR_COLORSPACE_LINEAR, nullptr))
-    throw Error("resizing the image failed (out of memory?)");
+  for (int yy = 0; yy < h; ++yy) {
+    const int ymin = cy.bounds[2 * yy], n = cy.bounds[2 * yy + 1];
+    const int32_t* k = &cy.k[size_t(yy) * cy.ksize];
+    for (int x = 0; x < w * 3; ++x) {
+      int64_t ss = int64_t(1) << (kPrecisionBits - 1);
+      for (int y = 0; y < n; ++y) ss += int64_t(tmp.rgb[size_t(ymin + y) * w * 3 + x]) * k[y];
+      r.rgb[size_t(yy) * w * 3 + x] = clip8(ss);
+    }
+  }
   return r;
 }
 

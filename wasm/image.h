@@ -1,6 +1,6 @@
 // Photos in: decode (stb_image: JPEG, PNG, BMP, GIF first frame) from the user's bytes, honour
-// the JPEG EXIF orientation, resize without keeping the aspect ratio (antialiased triangle
-// filter), then Keras 'caffe' preprocessing (RGB→BGR, minus the ImageNet channel means).
+// the JPEG EXIF orientation, resize without keeping the aspect ratio (antialiased bilinear,
+// computed as Pillow does), then Keras 'caffe' preprocessing (RGB→BGR, minus the ImageNet channel means).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -29,7 +29,7 @@ Image decode_image(const uint8_t* data, size_t size);
 int exif_orientation(const uint8_t* data, size_t size);
 Image apply_orientation(const Image& img, int orientation);
 
-// Resize to w×h (aspect ratio not kept) with stb_image_resize's triangle filter.
+// Resize to w×h (aspect ratio not kept): antialiased bilinear, as Pillow's BILINEAR.
 Image resize_image(const Image& img, int w, int h);
 
 // Keras 'caffe' preprocessing into NHWC floats (BGR order); `flip` mirrors horizontally.

@@ -1,0 +1,121 @@
+// The wasm engine (both builds) in node: golden reference, agreement with the native engine on
+// real photos, ImageNet classes of real daisies, training the head, and clear errors.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { backbonePath, dataDir, flowerFiles, loadPetal, maxAbs, maxAbsDiff, petalCli, readF32, requireFile } from './support.mjs';
+
+const bundle = fs.readFileSync(requireFile(backbonePath));
+const golden = JSON.parse(fs.readFileSync(requireFile(path.join(dataDir, 'golden/index.json')), 'utf8'));
+const inputs = readF32(path.join(dataDir, 'golden/inputs_224.f32'));
+const refFeatures = readF32(path.join(dataDir, 'golden/features.f32'));
+const PER = 224 * 224 * 3;
+
+const mt = await loadPetal('mt', 2);
+const st = await loadPetal('st', 1);
+const engines = { mt: new mt.Engine(bundle, 2), st: new st.Engine(bundle, 1) };
+after(() => setImmediate(() => process.exit(process.exitCode ?? 0)));
+
+for (const [name, engine] of Object.entries(engines)) {
+  test(`${name}: features from the golden input tensors match the reference`, () => {
+    if (name === 'mt') assert.equal(engine.threads(), 2, 'the threads build runs on 2 threads');
+    if (name === 'st') assert.equal(engine.threads(), 1);
+    for (const batch of [1, 4]) {
+      const f = engine.featuresOfInputs(inputs.subarray(0, batch * PER), batch);
+      assert.equal(f.length, batch * 2048);
+      for (let i = 0; i < batch; i++) {
+        const ref = refFeatures.subarray(i * 2048, (i + 1) * 2048);
+        const got = f.subarray(i * 2048, (i + 1) * 2048);
+        assert.ok(maxAbsDiff(got, ref) <= 1e-3 * maxAbs(ref), `image ${i} batch ${batch}: max err ${maxAbsDiff(got, ref)}`);
+      }
+    }
+  });
+}
+
+test('mt: ImageNet top-1 from the JPEG files equals the reference', () => {
+  for (const im of golden.images) {
+    const r = engines.mt.analyze(fs.readFileSync(path.join(dataDir, im.file)), 5);
+    assert.equal(r.imagenet[0].index, im.imagenet_top5[0][0], im.file);
+  }
+});
+
+test('wasm features equal the native engine on the same photos', () => {
+  const files = [...flowerFiles('roses', 2), ...flowerFiles('tulips', 2), ...flowerFiles('sunflowers', 1)];
+  const out = JSON.parse(execFileSync(requireFile(petalCli), ['features', '--json', '--model', backbonePath, ...files], { maxBuffer: 1 << 28 }));
+  assert.equal(out.images.length, files.length);
+  for (const [i, file] of files.entries()) {
+    const native = Float32Array.from(out.images[i].features);
+    for (const engine of Object.values(engines)) {
+      const wasm = engine.features(fs.readFileSync(file), false);
+      assert.ok(maxAbsDiff(wasm, native) <= 1e-3 * maxAbs(native), `${file}: ${maxAbsDiff(wasm, native)}`);
+    }
+  }
+});
+
+test('daisies: "daisy" is in the ImageNet top-5 for at least 80% of the first 50', () => {
+  let hits = 0;
+  for (const file of flowerFiles('daisy', 50)) {
+    const r = engines.mt.analyze(fs.readFileSync(file), 5);
+    if (r.imagenet.some((p) => p.label === 'daisy')) hits++;
+  }
+  assert.ok(hits >= 40, `${hits}/50`);
+});
+
+test('train a head in wasm on real features; export and import it back', () => {
+  const classes = ['daisy', 'roses', 'sunflowers'];
+  const feats = [];
+  const labels = [];
+  const held = [];
+  classes.forEach((cls, c) => {
+    const files = flowerFiles(cls, 12);
+    files.forEach((file, k) => {
+      const f = engines.mt.features(fs.readFileSync(file), false);
+      if (k >= 10) held.push([c, f]);
+      else { feats.push(...f); labels.push(c); }
+    });
+  });
+  const epochs = [];
+  const history = engines.mt.trainHead(Float32Array.from(feats), Int32Array.from(labels), classes, { epochs: 40, batchSize: 8, seed: 1 }, (s) => { epochs.push(s.epoch); });
+  assert.deepEqual(epochs, Array.from({ length: 40 }, (_, i) => i + 1));
+  assert.ok(history[39].loss < history[0].loss / 4, `loss ${history[0].loss} → ${history[39].loss}`);
+  assert.deepEqual(engines.mt.classNames(), classes);
+  const right = held.filter(([c, f]) => engines.mt.classifyFeatures(f, 1)[0].label === classes[c]).length;
+  assert.ok(right >= 5, `${right} of ${held.length} held-aside photos classified right`);
+  // same features, same seed → the single-thread build trains the same head (up to float rounding)
+  engines.st.trainHead(Float32Array.from(feats), Int32Array.from(labels), classes, { epochs: 40, batchSize: 8, seed: 1 }, null);
+  for (const [, f] of held) {
+    const a = engines.mt.classifyFeatures(f, 3), b = engines.st.classifyFeatures(f, 3);
+    assert.equal(a[0].label, b[0].label);
+    assert.ok(Math.abs(a[0].probability - b[0].probability) < 1e-3);
+  }
+  const exported = engines.mt.exportBundle(false, false);
+  const fresh = new st.Engine(bundle, 1);
+  assert.equal(fresh.hasHead(), false);
+  fresh.importHead(exported);
+  for (const [, f] of held) assert.deepEqual(fresh.classifyFeatures(f, 3), engines.mt.classifyFeatures(f, 3));
+  fresh.delete();
+});
+
+test('bad input gives a JS exception with a one-line message, never a crash', () => {
+  const jpeg = fs.readFileSync(flowerFiles('daisy', 1)[0]);
+  const huge = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52,
+    0, 0, 0x75, 0x30, 0, 0, 0x75, 0x30, 8, 2, 0, 0, 0, 0, 0, 0, 0]);
+  const cases = [
+    [new Uint8Array(0), /empty/],
+    [Buffer.from('hello, not a photo\n'), /text file/],
+    [jpeg.subarray(0, jpeg.length >> 1), /truncated/],
+    [huge, /30000x30000/],
+  ];
+  for (const engine of Object.values(engines)) {
+    for (const [bytes, re] of cases) {
+      assert.throws(() => engine.analyze(bytes, 3), (e) => e instanceof Error && re.test(e.message) && !e.message.includes('\n'));
+    }
+  }
+  assert.throws(() => new mt.Engine(bundle.subarray(0, bundle.length >> 1), 1), /truncated/);
+  assert.throws(() => new mt.Engine(Buffer.from('{"not": "a bundle"}'), 1), /not a model bundle/);
+  assert.throws(() => mt.probeImage(huge), /megapixels/);
+  // the engine still works after errors
+  assert.equal(engines.mt.analyze(jpeg, 1).imagenet[0].label, 'daisy');
+});
