@@ -16,6 +16,11 @@ CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
 BUILD_REV=1   # bump when the flags below change, so caches are rebuilt
 PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
+# one build per variant at a time (parallel set-ups would clobber each other's build folder)
+mkdir -p "$CACHE/xnnpack"
+exec 9>"$CACHE/xnnpack/.lock-$VARIANT"
+flock 9
+if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 
 # XNNPACK's CMake (this snapshot) refuses Emscripten and never adds the wasm kernels;
 # pthreadpool always builds its single-thread shim under Emscripten. These edits are
