@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   petal::cli::register_dataset_commands(app);
   petal::cli::register_export(app);
   petal::cli::register_bench(app);
+  petal::cli::register_onnx(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

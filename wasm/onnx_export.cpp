@@ -1,0 +1,344 @@
+#include "onnx_export.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "error.h"
+
+namespace petal {
+
+namespace {
+
+// --- A protobuf encoder for the handful of message fields ONNX needs (proto2 wire format). ---
+class Pb {
+ public:
+  void varint(uint32_t field, uint64_t v) {
+    key(field, 0);
+    raw_varint(v);
+  }
+  void bytes(uint32_t field, const void* data, size_t n) {
+    key(field, 2);
+    raw_varint(n);
+    buf_.append(static_cast<const char*>(data), n);
+  }
+  void str(uint32_t field, const std::string& s) { bytes(field, s.data(), s.size()); }
+  void msg(uint32_t field, const Pb& m) { str(field, m.buf_); }
+  void f32(uint32_t field, float v) {
+    key(field, 5);
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    for (int i = 0; i < 4; ++i) buf_.push_back(char((u >> (8 * i)) & 0xff));
+  }
+  const std::string& data() const { return buf_; }
+  std::string take() { return std::move(buf_); }
+
+ private:
+  void key(uint32_t field, uint32_t wire) { raw_varint((uint64_t(field) << 3) | wire); }
+  void raw_varint(uint64_t v) {
+    while (v >= 0x80) {
+      buf_.push_back(char((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    buf_.push_back(char(v));
+  }
+  std::string buf_;
+};
+
+// onnx.proto field numbers and enums used here.
+namespace f {
+// ModelProto
+constexpr uint32_t kIrVersion = 1, kProducerName = 2, kProducerVersion = 3, kDocString = 6, kGraph = 7, kOpsetImport = 8,
+                   kMetadataProps = 14;
+// OperatorSetIdProto
+constexpr uint32_t kOpsetDomain = 1, kOpsetVersion = 2;
+// StringStringEntryProto
+constexpr uint32_t kKey = 1, kValue = 2;
+// GraphProto
+constexpr uint32_t kNode = 1, kGraphName = 2, kInitializer = 5, kInput = 11, kOutput = 12;
+// NodeProto
+constexpr uint32_t kNodeInput = 1, kNodeOutput = 2, kNodeName = 3, kOpType = 4, kAttribute = 5;
+// AttributeProto
+constexpr uint32_t kAttrName = 1, kAttrF = 2, kAttrI = 3, kAttrInts = 8, kAttrType = 20;
+constexpr uint64_t kAttrFloat = 1, kAttrInt = 2, kAttrIntsType = 7;
+// TensorProto
+constexpr uint32_t kDims = 1, kDataType = 2, kTensorName = 8, kRawData = 9;
+constexpr uint64_t kFloat = 1;
+// ValueInfoProto / TypeProto / TypeProto.Tensor / TensorShapeProto / Dimension
+constexpr uint32_t kValueName = 1, kValueType = 2, kTensorType = 1, kElemType = 1, kShape = 2, kDim = 1, kDimValue = 1,
+                   kDimParam = 2;
+}  // namespace f
+
+// Intermediate representation: nodes and initialisers, encoded at the end.
+struct Attr {
+  std::string name;
+  enum { Int, Ints, Float } type = Int;
+  int64_t i = 0;
+  std::vector<int64_t> ints;
+  float fl = 0;
+};
+
+struct Node {
+  std::string op, name;
+  std::vector<std::string> in, out;
+  std::vector<Attr> attrs;
+};
+
+Attr a_int(const std::string& n, int64_t v) {
+  Attr a;
+  a.name = n;
+  a.type = Attr::Int;
+  a.i = v;
+  return a;
+}
+Attr a_ints(const std::string& n, std::vector<int64_t> v) {
+  Attr a;
+  a.name = n;
+  a.type = Attr::Ints;
+  a.ints = std::move(v);
+  return a;
+}
+Attr a_float(const std::string& n, float v) {
+  Attr a;
+  a.name = n;
+  a.type = Attr::Float;
+  a.fl = v;
+  return a;
+}
+
+Pb encode_node(const Node& n) {
+  Pb p;
+  for (auto& s : n.in) p.str(f::kNodeInput, s);
+  for (auto& s : n.out) p.str(f::kNodeOutput, s);
+  p.str(f::kNodeName, n.name);
+  p.str(f::kOpType, n.op);
+  for (auto& a : n.attrs) {
+    Pb ap;
+    ap.str(f::kAttrName, a.name);
+    switch (a.type) {
+      case Attr::Int:
+        ap.varint(f::kAttrI, uint64_t(a.i));
+        ap.varint(f::kAttrType, f::kAttrInt);
+        break;
+      case Attr::Ints:
+        for (int64_t v : a.ints) ap.varint(f::kAttrInts, uint64_t(v));
+        ap.varint(f::kAttrType, f::kAttrIntsType);
+        break;
+      case Attr::Float:
+        ap.f32(f::kAttrF, a.fl);
+        ap.varint(f::kAttrType, f::kAttrFloat);
+        break;
+    }
+    p.msg(f::kAttribute, ap);
+  }
+  return p;
+}
+
+// dims: a number, or -1 for the symbolic batch dimension.
+Pb encode_value_info(const std::string& name, const std::vector<int64_t>& dims) {
+  Pb shape;
+  for (int64_t d : dims) {
+    Pb dim;
+    if (d < 0) dim.str(f::kDimParam, "batch");
+    else dim.varint(f::kDimValue, uint64_t(d));
+    shape.msg(f::kDim, dim);
+  }
+  Pb tensor_type;
+  tensor_type.varint(f::kElemType, f::kFloat);
+  tensor_type.msg(f::kShape, shape);
+  Pb type;
+  type.msg(f::kTensorType, tensor_type);
+  Pb vi;
+  vi.str(f::kValueName, name);
+  vi.msg(f::kValueType, type);
+  return vi;
+}
+
+Pb encode_tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data) {
+  Pb t;
+  for (int64_t d : dims) t.varint(f::kDims, uint64_t(d));
+  t.varint(f::kDataType, f::kFloat);
+  t.str(f::kTensorName, name);
+  // raw_data is little-endian; so is every platform Petal builds for (x86-64, wasm32).
+  t.bytes(f::kRawData, data.data(), data.size() * sizeof(float));
+  return t;
+}
+
+int out_size(int in, int k, int s, int pad_a, int pad_b, bool same) {
+  if (same) return (in + s - 1) / s;
+  return (in + pad_a + pad_b - k) / s + 1;
+}
+
+}  // namespace
+
+std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOptions& options, OnnxSummary* summary) {
+  std::vector<Node> nodes;
+  Pb graph_pb;
+  size_t n_init = 0, n_params = 0;
+  auto weight = [&](const std::string& name, const std::vector<size_t>& shape) -> const Tensor& {
+    return bundle.get(name, shape);  // throws petal::Error naming the missing/misshapen tensor
+  };
+  auto initializer = [&](const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data) {
+    graph_pb.msg(f::kInitializer, encode_tensor(name, dims, data));
+    ++n_init;
+    n_params += data.size();
+  };
+
+  const bool with_head = options.head && bundle.has("head.dense1.weight");
+  const bool with_logits = !with_head && options.logits && !graph.logits.empty();
+  // ONNX names of the graph's values: the features and logits get stable output names.
+  auto vname = [&](const std::string& v) -> std::string {
+    if (v == graph.features) return "features";
+    if (with_logits && v == graph.logits) return "logits";
+    if (v == "input") return "input_nchw";
+    return v;
+  };
+  auto add = [&](Node n) {
+    if (n.name.empty()) n.name = n.out.at(0);
+    nodes.push_back(std::move(n));
+  };
+
+  struct Shape { int h, w, c; };
+  std::map<std::string, Shape> shapes;
+  shapes["input"] = {graph.input_h, graph.input_w, graph.input_c};
+  add({"Transpose", "input_to_nchw", {"input"}, {"input_nchw"}, {a_ints("perm", {0, 3, 1, 2})}});
+
+  // Ops after the features are the ImageNet classifier: skipped when it is not wanted.
+  bool past_features = false;
+  for (const Op& op : graph.ops) {
+    if (past_features && !with_logits) break;
+    const Shape is = shapes.at(op.inputs.at(0));
+    const std::string in0 = vname(op.inputs.at(0));
+    const std::string out = vname(op.name);
+    const std::string pre = op.relu ? op.name + "/prerelu" : out;  // value before the fused ReLU
+    switch (op.kind) {
+      case Op::Conv:
+      case Op::MaxPool: {
+        const Shape os{out_size(is.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same),
+                       out_size(is.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.kind == Op::Conv ? op.cout : is.c};
+        if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
+        int64_t top = op.pad[0], right = op.pad[1], bottom = op.pad[2], left = op.pad[3];
+        if (op.same) {  // TensorFlow SAME: the odd pixel of padding goes after
+          const int ph = std::max((os.h - 1) * op.sh + op.kh - is.h, 0), pw = std::max((os.w - 1) * op.sw + op.kw - is.w, 0);
+          top = ph / 2, bottom = ph - ph / 2, left = pw / 2, right = pw - pw / 2;
+        }
+        std::vector<Attr> attrs{a_ints("kernel_shape", {op.kh, op.kw}), a_ints("strides", {op.sh, op.sw}),
+                                a_ints("pads", {top, left, bottom, right})};
+        if (op.kind == Op::Conv) {
+          if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
+          // Petal stores [cout, kh, kw, cin]; ONNX wants [cout, cin, kh, kw].
+          const Tensor& w = weight(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)});
+          const Tensor& b = weight(op.name + ".bias", {size_t(op.cout)});
+          std::vector<float> wt(w.data.size());
+          const size_t K = size_t(op.kh) * op.kw;
+          for (size_t o = 0; o < size_t(op.cout); ++o)
+            for (size_t k = 0; k < K; ++k)
+              for (size_t c = 0; c < size_t(op.cin); ++c) wt[(o * op.cin + c) * K + k] = w.data[(o * K + k) * op.cin + c];
+          initializer(op.name + ".weight", {op.cout, op.cin, op.kh, op.kw}, wt);
+          initializer(op.name + ".bias", {op.cout}, b.data);
+          attrs.push_back(a_ints("dilations", {1, 1}));
+          attrs.push_back(a_int("group", 1));
+          add({"Conv", op.name, {in0, op.name + ".weight", op.name + ".bias"}, {pre}, attrs});
+        } else {
+          // Keras pads with zeros before its max pooling, ONNX pads with -inf; the same wherever
+          // a window holds one real pixel, as it always does here.
+          add({"MaxPool", op.name, {in0}, {pre}, attrs});
+        }
+        shapes[op.name] = os;
+        break;
+      }
+      case Op::Add: {
+        const Shape is2 = shapes.at(op.inputs.at(1));
+        if (is2.h != is.h || is2.w != is.w || is2.c != is.c) throw Error("layer '" + op.name + "' adds unequal shapes");
+        add({"Add", op.name, {in0, vname(op.inputs.at(1))}, {pre}, {}});
+        shapes[op.name] = is;
+        break;
+      }
+      case Op::GlobalAvgPool: {
+        add({"GlobalAveragePool", op.name, {in0}, {op.name + "/pooled"}, {}});
+        add({"Flatten", op.name + "/flatten", {op.name + "/pooled"}, {pre}, {a_int("axis", 1)}});
+        shapes[op.name] = {1, 1, is.c};
+        break;
+      }
+      case Op::Dense: {
+        if (op.cin != is.c || is.h != 1 || is.w != 1) throw Error("layer '" + op.name + "' does not fit its input");
+        const Tensor& w = weight(op.name + ".weight", {size_t(op.cout), size_t(op.cin)});
+        const Tensor& b = weight(op.name + ".bias", {size_t(op.cout)});
+        initializer(op.name + ".weight", {op.cout, op.cin}, w.data);
+        initializer(op.name + ".bias", {op.cout}, b.data);
+        add({"Gemm", op.name, {in0, op.name + ".weight", op.name + ".bias"}, {pre},
+             {a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)}});
+        shapes[op.name] = {1, 1, op.cout};
+        break;
+      }
+    }
+    if (op.relu) add({"Relu", op.name + "/relu", {pre}, {out}, {}});
+    if (op.name == graph.features) past_features = true;
+  }
+  if (!shapes.count(graph.features)) throw Error("the model's graph has no features output");
+
+  std::vector<std::pair<std::string, int64_t>> outputs{{"features", graph.feature_dim}};
+  if (with_logits) outputs.push_back({"logits", graph.num_logits});
+  std::string class_names;
+  if (with_head) {
+    const Tensor& w1 = bundle.get("head.dense1.weight");
+    if (w1.shape.size() != 2 || w1.shape[1] != size_t(graph.feature_dim))
+      throw Error("the model bundle's head does not fit its backbone's features");
+    const size_t hidden = w1.shape[0];
+    const Tensor& b1 = weight("head.dense1.bias", {hidden});
+    const Tensor& w2 = bundle.get("head.dense2.weight");
+    if (w2.shape.size() != 2 || w2.shape[1] != hidden) throw Error("the model bundle's head tensors have inconsistent shapes");
+    const size_t classes = w2.shape[0];
+    const Tensor& b2 = weight("head.dense2.bias", {classes});
+    initializer("head.dense1.weight", {int64_t(hidden), graph.feature_dim}, w1.data);
+    initializer("head.dense1.bias", {int64_t(hidden)}, b1.data);
+    initializer("head.dense2.weight", {int64_t(classes), int64_t(hidden)}, w2.data);
+    initializer("head.dense2.bias", {int64_t(classes)}, b2.data);
+    const std::vector<Attr> gemm{a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)};
+    add({"Gemm", "head.dense1", {"features", "head.dense1.weight", "head.dense1.bias"}, {"head.dense1"}, gemm});
+    add({"Relu", "head.dense1/relu", {"head.dense1"}, {"head.hidden"}, {}});
+    add({"Gemm", "head.dense2", {"head.hidden", "head.dense2.weight", "head.dense2.bias"}, {"head.logits"}, gemm});
+    add({"Softmax", "head.softmax", {"head.logits"}, {"probabilities"}, {a_int("axis", -1)}});
+    outputs.push_back({"probabilities", int64_t(classes)});
+    if (bundle.metadata.count("class_names")) class_names = bundle.metadata.at("class_names");
+  }
+
+  for (auto& n : nodes) graph_pb.msg(f::kNode, encode_node(n));
+  graph_pb.str(f::kGraphName, with_head ? "petal_classifier" : "petal_backbone");
+  graph_pb.msg(f::kInput, encode_value_info("input", {-1, graph.input_h, graph.input_w, graph.input_c}));
+  for (auto& [name, dim] : outputs) graph_pb.msg(f::kOutput, encode_value_info(name, {-1, dim}));
+
+  Pb model;
+  model.varint(f::kIrVersion, 8);
+  model.str(f::kProducerName, "petal");
+  model.str(f::kProducerVersion, options.producer_version);
+  model.str(f::kDocString,
+            "Petal model. Input 'input': batch x H x W x 3 float32, NHWC, RGB->BGR minus the ImageNet means "
+            "[103.939, 116.779, 123.68] (Keras 'caffe' preprocessing) after resizing to H x W.");
+  Pb opset;
+  opset.str(f::kOpsetDomain, "");
+  opset.varint(f::kOpsetVersion, uint64_t(options.opset));
+  model.msg(f::kOpsetImport, opset);
+  auto meta = [&](const std::string& k, const std::string& v) {
+    Pb e;
+    e.str(f::kKey, k);
+    e.str(f::kValue, v);
+    model.msg(f::kMetadataProps, e);
+  };
+  meta("petal.preprocessing", "caffe");
+  meta("petal.input_layout", "NHWC");
+  if (!class_names.empty()) meta("petal.class_names", class_names);
+  if (with_logits && bundle.metadata.count("imagenet_labels")) meta("petal.imagenet_labels", bundle.metadata.at("imagenet_labels"));
+  model.msg(f::kGraph, graph_pb);
+
+  if (summary) {
+    summary->outputs.clear();
+    for (auto& o : outputs) summary->outputs.push_back(o.first);
+    summary->nodes = nodes.size();
+    summary->initializers = n_init;
+    summary->parameters = n_params;
+  }
+  return model.take();
+}
+
+}  // namespace petal
