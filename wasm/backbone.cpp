@@ -43,7 +43,11 @@ struct Backbone::Impl {
   }
 };
 
-Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads) : graph_(graph), impl_(new Impl) {
+Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads)
+    : Backbone(graph, bundle, threads, BackboneOptions{}) {}
+
+Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, const BackboneOptions& options)
+    : graph_(graph), options_(options), impl_(new Impl) {
   init_xnnpack();
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
 #ifdef __EMSCRIPTEN_PTHREADS__
@@ -132,7 +136,9 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads) : g
     }
   }
   if (!vals.count(graph.features)) throw Error("the model's graph has no features output");
-  check(xnn_create_runtime_v3(sg, nullptr, impl_->pool, 0, &impl_->runtime), "create the runtime");
+  uint32_t rflags = 0;
+  if (options_.profile) rflags |= XNN_FLAG_BASIC_PROFILING;
+  check(xnn_create_runtime_v3(sg, nullptr, impl_->pool, rflags, &impl_->runtime), "create the runtime");
 }
 
 Backbone::~Backbone() = default;
@@ -140,6 +146,31 @@ Backbone::~Backbone() = default;
 pthreadpool_t Backbone::pool() const { return impl_->pool; }
 
 size_t Backbone::threads() const { return impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1; }
+
+std::vector<OpTime> Backbone::profile() const {
+  if (!options_.profile) throw Error("the backbone was built without profiling");
+  size_t n = 0, size = 0;
+  check(xnn_get_runtime_profiling_info(impl_->runtime, xnn_profile_info_num_operators, sizeof(n), &n, &size),
+        "read the number of operators");
+  std::vector<char> names;
+  std::vector<uint64_t> us(n);
+  xnn_status s = xnn_get_runtime_profiling_info(impl_->runtime, xnn_profile_info_operator_name, 0, nullptr, &size);
+  if (s != xnn_status_success && s != xnn_status_out_of_memory) check(s, "read the operator names");
+  names.resize(size);
+  check(xnn_get_runtime_profiling_info(impl_->runtime, xnn_profile_info_operator_name, names.size(), names.data(), &size),
+        "read the operator names");
+  check(xnn_get_runtime_profiling_info(impl_->runtime, xnn_profile_info_operator_timing, us.size() * sizeof(uint64_t),
+                                       us.data(), &size),
+        "read the operator times");
+  std::vector<OpTime> out(n);
+  size_t pos = 0;
+  for (size_t i = 0; i < n && pos < names.size(); ++i) {
+    out[i].name = std::string(names.data() + pos);
+    pos += out[i].name.size() + 1;
+    out[i].ms = double(us[i]) / 1000.0;
+  }
+  return out;
+}
 
 void Backbone::reshape(size_t batch) {
   if (batch == batch_) return;

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bundle.h"
@@ -12,10 +13,23 @@ typedef struct pthreadpool* pthreadpool_t;
 
 namespace petal {
 
+// How the backbone is built; the defaults are what the engine uses.
+struct BackboneOptions {
+  // Per-operator timing (XNN_FLAG_BASIC_PROFILING): read with Backbone::profile() after run().
+  bool profile = false;
+};
+
+// Time spent in one XNNPACK operator during the last run().
+struct OpTime {
+  std::string name;  // XNNPACK operator name, e.g. "Convolution (NHWC, F32) IGEMM"
+  double ms = 0;
+};
+
 class Backbone {
  public:
   // `threads` = 0 picks the number of cores. Throws petal::Error on a mismatched bundle.
   Backbone(const Graph& graph, const Bundle& weights, size_t threads = 0);
+  Backbone(const Graph& graph, const Bundle& weights, size_t threads, const BackboneOptions& options);
   ~Backbone();
   Backbone(const Backbone&) = delete;
   Backbone& operator=(const Backbone&) = delete;
@@ -27,10 +41,13 @@ class Backbone {
   const Graph& graph() const { return graph_; }
   size_t threads() const;
   pthreadpool_t pool() const;  // the backbone's thread pool (null when single-threaded)
+  // Per-operator times of the last run(), in execution order (needs options.profile).
+  std::vector<OpTime> profile() const;
 
  private:
   void reshape(size_t batch);
   Graph graph_;
+  BackboneOptions options_;
   std::vector<std::vector<float>> weights_;  // static tensor data, alive as long as the runtime
   struct Impl;
   std::unique_ptr<Impl> impl_;
