@@ -57,8 +57,12 @@ Bundle read_bundle(const uint8_t* bytes, size_t size, const std::string& what) {
     throw Error(what + " is only " + std::to_string(size) + " bytes: too short to be a model bundle");
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | bytes[i];
-  if (hlen < 2 || hlen > limits::kMaxBundleHeaderBytes || bytes[8] != '{')
+  if (size < 10 || hlen < 2 || bytes[8] != '{')
     throw Error(what + " is not a model bundle (no safetensors header); choose a .safetensors file made by Petal");
+  if (hlen > limits::kMaxBundleHeaderBytes)
+    throw Error(what + " has a " + std::to_string(hlen) + "-byte header; the limit is " +
+                std::to_string(limits::kMaxBundleHeaderBytes >> 20) + " MB (" +
+                std::to_string(limits::kMaxBundleHeaderBytes) + " bytes): it is not a Petal bundle, or it is corrupted");
   if (hlen > size - 8)
     throw Error(what + " is truncated: its header needs " + std::to_string(hlen + 8) + " bytes but the file has " +
                 std::to_string(size) + "; download or copy it again");

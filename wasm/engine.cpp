@@ -19,8 +19,11 @@ void validate_class_names(const std::vector<std::string>& names) {
   std::set<std::string> seen;
   for (auto& n : names) {
     if (n.empty()) throw Error("a class name is empty");
-    if (n.size() > limits::kMaxClassNameBytes)
-      throw Error("class name '" + n.substr(0, 20) + "…' is longer than " + std::to_string(limits::kMaxClassNameBytes) + " bytes");
+    if (n.size() > limits::kMaxClassNameBytes) {
+      size_t cut = 20;  // quote the start of the name without splitting a UTF-8 character
+      while (cut > 0 && (uint8_t(n[cut]) & 0xC0) == 0x80) --cut;
+      throw Error("class name '" + n.substr(0, cut) + "…' is longer than " + std::to_string(limits::kMaxClassNameBytes) + " bytes");
+    }
     if (!seen.insert(n).second) throw Error("class name '" + n + "' appears twice");
   }
 }

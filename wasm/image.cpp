@@ -57,6 +57,62 @@ bool jpeg_complete(const uint8_t* d, size_t n) {
   return false;
 }
 
+// A GIF cut short ends inside its first image's data; stb_image would return the part it has
+// and leave the rest as background. Walk the blocks to the end of the first image.
+bool gif_complete(const uint8_t* d, size_t n) {
+  if (n < 13) return false;
+  size_t i = 13;
+  if (d[10] & 0x80) i += size_t(3) << ((d[10] & 7) + 1);  // global colour table
+  auto sub_blocks = [&](size_t& p) {  // skips data sub-blocks up to the terminator
+    while (p < n) {
+      const size_t len = d[p++];
+      if (len == 0) return true;
+      p += len;
+    }
+    return false;
+  };
+  while (i < n) {
+    if (d[i] == 0x21) {  // extension: introducer, label, sub-blocks
+      i += 2;
+      if (!sub_blocks(i)) return false;
+    } else if (d[i] == 0x2C) {  // image descriptor (10 bytes), local table, LZW code size, data
+      if (i + 10 > n) return false;
+      const uint8_t flags = d[i + 9];
+      i += 10;
+      if (flags & 0x80) i += size_t(3) << ((flags & 7) + 1);
+      i += 1;
+      return sub_blocks(i);
+    } else {
+      return false;  // trailer before any image, or not GIF data
+    }
+  }
+  return false;
+}
+
+// An uncompressed BMP shorter than its header's pixel array was cut short; stb_image would
+// fill the missing rows quietly.
+bool bmp_complete(const uint8_t* d, size_t n) {
+  if (n < 30) return false;
+  const uint64_t offset = uint64_t(d[10]) | uint64_t(d[11]) << 8 | uint64_t(d[12]) << 16 | uint64_t(d[13]) << 24;
+  const uint32_t hsz = uint32_t(d[14]) | uint32_t(d[15]) << 8 | uint32_t(d[16]) << 16 | uint32_t(d[17]) << 24;
+  auto s32 = [&](size_t o) { return int64_t(int32_t(uint32_t(d[o]) | uint32_t(d[o + 1]) << 8 | uint32_t(d[o + 2]) << 16 | uint32_t(d[o + 3]) << 24)); };
+  uint64_t w, h, bpp, compression = 0;
+  if (hsz == 12) {
+    w = uint64_t(d[18] | d[19] << 8);
+    h = uint64_t(d[20] | d[21] << 8);
+    bpp = uint64_t(d[24] | d[25] << 8);
+  } else {
+    if (n < 34) return false;
+    w = uint64_t(std::abs(s32(18)));
+    h = uint64_t(std::abs(s32(22)));
+    bpp = uint64_t(d[28] | d[29] << 8);
+    compression = uint64_t(s32(30)) & 0xFFFFFFFFu;
+  }
+  if (compression != 0 && compression != 3 && compression != 6) return true;  // RLE: stb_image checks
+  const uint64_t stride = (w * bpp + 31) / 32 * 4;
+  return offset + stride * h <= n;
+}
+
 uint32_t be16(const uint8_t* p) { return uint32_t(p[0]) << 8 | p[1]; }
 uint32_t be32(const uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
 uint32_t le16(const uint8_t* p) { return uint32_t(p[1]) << 8 | p[0]; }
@@ -115,8 +171,9 @@ bool header_size(const std::string& fmt, const uint8_t* d, size_t n, int64_t& w,
 ImageInfo probe_image(const uint8_t* data, size_t size) {
   if (!data || size == 0) throw Error("the file is empty (0 bytes)");
   if (size > limits::kMaxImageBytes)
-    throw Error("the file is " + std::to_string(size >> 20) + " MB; the limit is " +
-                std::to_string(limits::kMaxImageBytes >> 20) + " MB per image");
+    throw Error("the file is " + std::to_string(size) + " bytes; the limit is " +
+                std::to_string(limits::kMaxImageBytes >> 20) + " MB (" + std::to_string(limits::kMaxImageBytes) +
+                " bytes) per image; save it smaller, e.g. as a JPEG");
   ImageInfo info;
   info.format = sniff(data, size);
   if (info.format.empty()) throw Error(describe_unknown(data, size));
@@ -201,6 +258,10 @@ Image decode_image(const uint8_t* data, size_t size) {
   const ImageInfo info = probe_image(data, size);
   if (info.format == "jpeg" && !jpeg_complete(data, size))
     throw Error("the JPEG is truncated (no end-of-image marker): the file is incomplete; copy or download it again");
+  if (info.format == "gif" && !gif_complete(data, size))
+    throw Error("the GIF is truncated (its first image ends early): the file is incomplete; copy or download it again");
+  if (info.format == "bmp" && !bmp_complete(data, size))
+    throw Error("the BMP is truncated (fewer pixel rows than its header says): the file is incomplete; copy or download it again");
   int w = 0, h = 0, c = 0;
   uint8_t* px = stbi_load_from_memory(data, int(size), &w, &h, &c, 3);
   if (!px) throw Error("cannot decode the " + info.format + " image: " + std::string(stbi_failure_reason()));

@@ -10,6 +10,10 @@ namespace petal {
 
 void matmul(const float* A, const float* B, float* C, size_t m, size_t k, size_t n, bool transpose_b,
             pthreadpool_t pool) {
+  // The head may train before (or without) a backbone, which otherwise initialises XNNPACK.
+  static const xnn_status init = xnn_initialize(nullptr);  // idempotent and thread-safe
+  if (init != xnn_status_success)
+    throw Error("XNNPACK cannot run on this processor (status " + std::to_string(int(init)) + ")");
   xnn_operator_t op = nullptr;
   if (xnn_create_batch_matrix_multiply_nc_f32(transpose_b ? XNN_FLAG_TRANSPOSE_B : 0, &op) != xnn_status_success)
     throw Error("XNNPACK could not create a matrix multiply (is xnn_initialize done?)");
