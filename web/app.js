@@ -1,0 +1,460 @@
+// The page: starts the engine worker, turns dropped or chosen files into cards (one photo at a
+// time, in order), lets the user label photos and train, and keeps examples and the head in
+// IndexedDB. The engine itself lives in worker.js; this file only moves data and updates the DOM.
+import { EngineClient } from './engine-client.js';
+import { Store } from './storage.js';
+import { drawChart } from './chart.js';
+import { createCard, updateCard } from './cards.js';
+import { filesFromDrop } from './drop.js';
+import { ensureIsolation } from './isolation.js';
+
+const MODEL_URL = 'model/petal.safetensors';
+const MAX_IMAGE_BYTES = 64 << 20;
+const MAX_CLASS_NAME_BYTES = 64;
+const EPOCHS = 20;
+
+const $ = (id) => document.getElementById(id);
+const show = (node, on = true) => { node.hidden = !on; };
+
+const state = {
+  ready: false,
+  info: null,
+  photos: [],
+  byId: new Map(),
+  cards: new Map(),
+  classNames: [],      // classes of the current head
+  extraClasses: [],    // classes the user added that the head does not know yet
+  queue: [],           // [{photo, file}]
+  busy: false,
+  done: 0,
+  training: false,
+  history: [],
+  stop: null,
+};
+
+let engine, store;
+
+// ---- small helpers ---------------------------------------------------------------------
+
+const mb = (n) => (n / 1048576).toFixed(1);
+const newId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`);
+const allClasses = () => [...state.classNames, ...state.extraClasses];
+
+function setStatus(id, text, kind) {
+  const node = $(id);
+  node.textContent = text;
+  if (kind) node.dataset.kind = kind;
+  show(node, !!text);
+}
+
+function validateClass(name, allowExisting) {
+  if (!name) return 'type a name for the class';
+  if (new TextEncoder().encode(name).length > MAX_CLASS_NAME_BYTES) return `class names can be at most ${MAX_CLASS_NAME_BYTES} bytes long`;
+  const same = allClasses().find((c) => c.toLowerCase() === name.toLowerCase());
+  if (same && !(allowExisting && same === name)) return `there is already a class “${same}”`;
+  return '';
+}
+
+// ---- the engine ------------------------------------------------------------------------
+
+async function startEngine() {
+  const isolated = self.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined';
+  const build = isolated ? 'mt' : 'st';
+  const threads = isolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 4, 8)) : 1;
+  show($('isolation-note'), !isolated);
+  state.stop = isolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+
+  engine = new EngineClient('worker.js');
+  engine.on('download', (p) => {
+    if (p.phase === 'starting') {
+      $('download-text').textContent = 'Starting the engine…';
+      $('download-bar').removeAttribute('value');
+      return;
+    }
+    const bar = $('download-bar');
+    show($('download'));
+    if (p.total) {
+      bar.max = p.total;
+      bar.value = p.loaded;
+      $('download-text').textContent =
+        `Downloading the model (once): ${mb(p.loaded)} of ${mb(p.total)} MB (${Math.floor((100 * p.loaded) / p.total)}%)`;
+    } else {
+      bar.removeAttribute('value');
+      $('download-text').textContent = `Downloading the model (once): ${mb(p.loaded)} MB`;
+    }
+  });
+  engine.on('epoch', onEpoch);
+  engine.on('log', (m) => console.log('[engine]', m.text));
+
+  show($('download'));
+  $('download-text').textContent = 'Loading the model…';
+  const info = await engine.call('init', { build, threads, modelUrl: MODEL_URL, stopBuffer: state.stop ? state.stop.buffer : null });
+  state.info = info;
+  state.classNames = info.classNames;
+  show($('download'), false);
+  const how = info.threadsBuild ? `WebAssembly SIMD with ${info.threads} threads` : 'WebAssembly SIMD on one thread';
+  const kept = info.fromCache ? 'model loaded from this browser’s storage' : info.cacheNote ? '' : 'model kept in this browser for next time';
+  setStatus('engine-info', `Ready · ResNet-50 on ${how}${kept ? ` · ${kept}` : ''}`, 'ok');
+  $('engine-info').dataset.threads = String(info.threads);
+  $('engine-info').dataset.build = info.build;
+  if (info.cacheNote) setStatus('cache-note', `Note: ${info.cacheNote}.`, 'warn');
+}
+
+// ---- photos ----------------------------------------------------------------------------
+
+function addPhoto(photo) {
+  state.photos.push(photo);
+  state.byId.set(photo.id, photo);
+  const card = createCard(photo, { onLabel: setLabel, classes: allClasses, validateClass });
+  state.cards.set(photo.id, card);
+  $('grid').append(card);
+  show($('empty'), false);
+  return photo;
+}
+
+function refresh(photo) {
+  const card = state.cards.get(photo.id);
+  if (card) updateCard(card, photo);
+}
+
+function enqueue(files) {
+  const label = $('drop-label').value || null;
+  for (const file of files) {
+    const photo = addPhoto({ id: newId(), name: file.name || 'photo', state: 'waiting', label: null, pendingLabel: label, createdAt: Date.now() });
+    state.queue.push({ photo, file });
+  }
+  updateQueueStatus();
+  pump();
+}
+
+function updateQueueStatus() {
+  const total = state.photos.length;
+  const left = state.queue.length + (state.busy ? 1 : 0);
+  const errors = state.photos.filter((p) => p.state === 'error').length;
+  let text = total ? `${total} photo${total === 1 ? '' : 's'}` : '';
+  if (left && state.ready) text += ` · looking at ${total - left + 1} of ${total}…`;
+  else if (left) text += ' · waiting for the model…';
+  if (errors) text += ` · ${errors} could not be used`;
+  $('queue-status').textContent = text;
+  document.body.dataset.queue = left ? 'busy' : 'idle';
+}
+
+// Photos go to the worker one at a time, in order; only the thumbnail and the features are
+// kept, so thousands of photos keep memory steady.
+async function pump() {
+  if (state.busy || !state.ready) return;
+  state.busy = true;
+  while (state.queue.length) {
+    const { photo, file } = state.queue.shift();
+    photo.state = 'working';
+    refresh(photo);
+    updateQueueStatus();
+    try {
+      if (file.size > MAX_IMAGE_BYTES) throw new Error(`this file is too large (${mb(file.size)} MB); photos up to 64 MB are accepted`);
+      if (file.size === 0) throw new Error('this file is empty');
+      let buf;
+      try {
+        buf = await file.arrayBuffer();
+      } catch {
+        throw new Error('this file could not be read (was it moved or deleted?)');
+      }
+      const r = await engine.call('analyze', { bytes: buf }, [buf]);
+      if (r.error) throw new Error(r.error);
+      photo.features = r.features;
+      photo.predictions = r.predictions;
+      photo.thumbBlob = r.thumb.blob;
+      photo.thumbUrl = URL.createObjectURL(r.thumb.blob);
+      photo.state = 'done';
+    } catch (e) {
+      photo.state = 'error';
+      photo.error = e.message;
+    }
+    refresh(photo);
+    if (photo.state === 'done' && photo.pendingLabel) await setLabel(photo, photo.pendingLabel);
+    delete photo.pendingLabel;
+  }
+  state.busy = false;
+  updateQueueStatus();
+}
+
+// Scores every photo that has features with the current head (no backbone run).
+async function rescoreAll() {
+  const dim = state.info.featureDim;
+  const ready = state.photos.filter((p) => p.features);
+  for (let i = 0; i < ready.length; i += 500) {
+    const part = ready.slice(i, i + 500);
+    const F = new Float32Array(part.length * dim);
+    part.forEach((p, j) => F.set(p.features, j * dim));
+    const preds = await engine.call('classify', { features: F, n: part.length }, [F.buffer]);
+    part.forEach((p, j) => {
+      p.predictions = preds[j];
+      refresh(p);
+    });
+  }
+}
+
+// ---- labels ----------------------------------------------------------------------------
+
+async function setLabel(photo, label) {
+  if (photo.state !== 'done') return;
+  if (label && !allClasses().includes(label)) {
+    const why = validateClass(label, false);
+    if (why) return;
+    state.extraClasses.push(label);
+  }
+  photo.label = label;
+  refresh(photo);
+  updateTeach();
+  if (label) {
+    await store.putExample({
+      id: photo.id, name: photo.name, label, features: photo.features.buffer, thumb: photo.thumbBlob, createdAt: photo.createdAt,
+    });
+  } else {
+    await store.deleteExample(photo.id);
+  }
+}
+
+function examples() {
+  return state.photos.filter((p) => p.label && p.features);
+}
+
+function updateTeach() {
+  const ex = examples();
+  const counts = new Map();
+  for (const p of ex) counts.set(p.label, (counts.get(p.label) || 0) + 1);
+  const list = $('class-list');
+  list.replaceChildren(...allClasses().map((c) => {
+    const li = document.createElement('li');
+    li.className = state.classNames.includes(c) ? 'chip' : 'chip new';
+    li.dataset.class = c;
+    const n = counts.get(c) || 0;
+    li.textContent = c;
+    const small = document.createElement('small');
+    small.textContent = state.classNames.includes(c) ? (n ? ` ${n} yours` : '') : ` new · ${n} photo${n === 1 ? '' : 's'}`;
+    li.append(small);
+    return li;
+  }));
+  const btn = $('train');
+  btn.disabled = !state.ready || state.training || ex.length === 0;
+  btn.textContent = ex.length ? `Train on ${ex.length} labelled photo${ex.length === 1 ? '' : 's'}` : 'Train';
+  $('train-hint').textContent = ex.length ? '' : 'Label at least one photo to train.';
+  // the "label dropped photos as" menu follows the class list
+  const sel = $('drop-label');
+  const keep = sel.value;
+  sel.replaceChildren(new Option('— just classify them', ''), ...allClasses().map((c) => new Option(c, c)));
+  sel.value = allClasses().includes(keep) ? keep : '';
+  $('export').disabled = $('import').disabled = $('reset').disabled = !state.ready || state.training;
+}
+
+// ---- training --------------------------------------------------------------------------
+
+function onEpoch(s) {
+  state.history.push(s);
+  const bar = $('train-progress');
+  bar.max = s.epochs;
+  bar.value = s.epoch;
+  $('train-status').textContent = `Epoch ${s.epoch} of ${s.epochs}: loss ${s.loss.toFixed(3)}, accuracy ${(100 * s.accuracy).toFixed(1)}%`;
+  drawChart($('chart'), state.history, s.epochs);
+}
+
+async function train() {
+  const ex = examples();
+  if (!ex.length || state.training) return;
+  const dim = state.info.featureDim;
+  const F = new Float32Array(ex.length * dim);
+  ex.forEach((p, i) => F.set(p.features, i * dim));
+  state.training = true;
+  state.history = [];
+  document.body.dataset.training = 'running';
+  show($('train-box'));
+  show($('stop'), !!state.stop);
+  $('train-progress').value = 0;
+  $('train-status').textContent = 'Training…';
+  drawChart($('chart'), [], EPOCHS);
+  updateTeach();
+  try {
+    const r = await engine.call('train', { examples: F, labels: ex.map((p) => p.label), options: { epochs: EPOCHS } }, [F.buffer]);
+    state.classNames = r.classNames;
+    state.extraClasses = state.extraClasses.filter((c) => !r.classNames.includes(c));
+    await rescoreAll();
+    const last = r.history[r.history.length - 1];
+    $('train-status').textContent = `${r.stopped ? 'Stopped' : 'Done'}: trained on your ${ex.length} photo${ex.length === 1 ? '' : 's'} and ` +
+      `${state.info.bankCount} examples that came with the model in ${r.seconds.toFixed(1)} s` +
+      (last ? ` · training accuracy ${(100 * last.accuracy).toFixed(1)}%` : '') + '. All photos are re-scored.';
+    const head = await engine.call('exportHead');
+    await store.saveHead(head.bytes, state.classNames);
+    document.body.dataset.training = 'done';
+  } catch (e) {
+    $('train-status').textContent = `Training failed: ${e.message}`;
+    document.body.dataset.training = 'failed';
+  } finally {
+    state.training = false;
+    show($('stop'), false);
+    updateTeach();
+  }
+}
+
+// ---- export / import / reset -----------------------------------------------------------
+
+async function exportModel() {
+  try {
+    const { bytes } = await engine.call('exportHead');
+    const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = `petal-model-${new Date().toISOString().slice(0, 10)}.safetensors`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    setStatus('model-status', `Exported ${a.download} (${mb(bytes.byteLength)} MB): the classifier and its class names. ` +
+      'Use it with `petal predict --model FILE photo.jpg`, or Import it here later.', 'ok');
+  } catch (e) {
+    setStatus('model-status', `Export failed: ${e.message}`, 'error');
+  }
+}
+
+async function importModel(file) {
+  try {
+    if (file.size > 512 << 20) throw new Error('this file is too large to be a Petal model');
+    const bytes = await file.arrayBuffer();
+    const copy = bytes.slice(0);
+    const r = await engine.call('importHead', { bytes }, [bytes]);
+    state.classNames = r.classNames;
+    state.extraClasses = state.extraClasses.filter((c) => !r.classNames.includes(c));
+    await rescoreAll();
+    await store.saveHead(copy, state.classNames);
+    setStatus('model-status', `Imported ${file.name}: ${r.classNames.length} classes (${r.classNames.join(', ')}). All photos are re-scored.`, 'ok');
+  } catch (e) {
+    setStatus('model-status', `Could not import ${file.name}: ${e.message}`, 'error');
+  }
+  updateTeach();
+}
+
+async function resetModel() {
+  show($('reset-confirm'), false);
+  try {
+    const r = await engine.call('reset');
+    state.classNames = r.classNames;
+    state.extraClasses = [];
+    for (const p of state.photos) p.label = null;
+    await store.clear();
+    await rescoreAll();
+    state.history = [];
+    show($('train-box'), false);
+    setStatus('model-status', 'Back to the model as shipped: your labels and trained classes are gone.', 'ok');
+  } catch (e) {
+    setStatus('model-status', `Reset failed: ${e.message}`, 'error');
+  }
+  for (const p of state.photos) refresh(p);
+  updateTeach();
+}
+
+// ---- restoring the last visit ----------------------------------------------------------
+
+async function restore(saved) {
+  if (saved.head) {
+    try {
+      const r = await engine.call('importHead', { bytes: saved.head.bytes.slice(0) });
+      state.classNames = r.classNames;
+    } catch (e) {
+      setStatus('storage-note', `Your last trained model could not be restored (${e.message}); using the model as shipped.`, 'warn');
+    }
+  }
+  for (const ex of saved.examples) {
+    if (!ex || !ex.features || !ex.label) continue;
+    if (!allClasses().includes(ex.label)) state.extraClasses.push(ex.label);
+    addPhoto({
+      id: ex.id, name: ex.name, state: 'done', label: ex.label, createdAt: ex.createdAt,
+      features: new Float32Array(ex.features), thumbBlob: ex.thumb, thumbUrl: ex.thumb ? URL.createObjectURL(ex.thumb) : '',
+      predictions: [],
+    });
+  }
+  if (saved.examples.length) {
+    await rescoreAll();
+    setStatus('model-status', `Restored ${saved.examples.length} labelled photo${saved.examples.length === 1 ? '' : 's'}` +
+      `${saved.head ? ' and your trained model' : ''} from your last visit.`, 'ok');
+  } else if (saved.head) {
+    setStatus('model-status', 'Restored your trained model from your last visit.', 'ok');
+  }
+}
+
+// ---- wiring ----------------------------------------------------------------------------
+
+function wire() {
+  const zone = $('drop');
+  const input = $('file-input');
+  $('choose').addEventListener('click', () => input.click());
+  input.addEventListener('change', () => {
+    enqueue([...input.files]);
+    input.value = '';
+  });
+  // The whole window takes drops, so a photo dropped next to the zone is not opened by the browser.
+  let depth = 0;
+  window.addEventListener('dragenter', (e) => { e.preventDefault(); depth++; zone.classList.add('over'); });
+  window.addEventListener('dragleave', () => { if (--depth <= 0) { depth = 0; zone.classList.remove('over'); } });
+  window.addEventListener('dragover', (e) => { e.preventDefault(); if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy'; });
+  window.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    depth = 0;
+    zone.classList.remove('over');
+    if (!e.dataTransfer) return;
+    enqueue(await filesFromDrop(e.dataTransfer));
+  });
+  zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); } });
+
+  $('add-class').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = $('new-class').value.trim();
+    const why = validateClass(name, false);
+    $('add-class-msg').textContent = why;
+    if (why) return;
+    state.extraClasses.push(name);
+    $('new-class').value = '';
+    updateTeach();
+    $('drop-label').value = name;
+    $('add-class-msg').textContent = `Added “${name}”. New photos you drop now are labelled “${name}”; or label photos on their cards.`;
+  });
+  $('train').addEventListener('click', train);
+  $('stop').addEventListener('click', () => { if (state.stop) Atomics.store(state.stop, 0, 1); });
+  $('export').addEventListener('click', exportModel);
+  $('import').addEventListener('click', () => $('import-file').click());
+  $('import-file').addEventListener('change', () => {
+    const f = $('import-file').files[0];
+    $('import-file').value = '';
+    if (f) importModel(f);
+  });
+  $('reset').addEventListener('click', () => {
+    const n = examples().length;
+    $('reset-text').textContent = `Go back to the model as shipped? This forgets ${n} labelled photo${n === 1 ? '' : 's'} and any classes you trained.`;
+    show($('reset-confirm'));
+  });
+  $('reset-no').addEventListener('click', () => show($('reset-confirm'), false));
+  $('reset-yes').addEventListener('click', resetModel);
+  window.addEventListener('resize', () => { if (state.history.length) drawChart($('chart'), state.history, EPOCHS); });
+}
+
+async function main() {
+  if (!(await ensureIsolation())) return;  // reloading once to come back cross-origin isolated
+  wire();
+  updateTeach();
+  document.body.dataset.engine = 'loading';
+  store = new Store({ onProblem: (text) => setStatus('storage-note', `Not saved: ${text}.`, 'warn') });
+  const savedPromise = store.open().then((s) => s.load());
+  try {
+    await startEngine();
+  } catch (e) {
+    show($('download'), false);
+    setStatus('fatal', `The classifier could not start: ${e.message}`, 'error');
+    document.body.dataset.engine = 'failed';
+    return;
+  }
+  await restore(await savedPromise);
+  state.ready = true;
+  document.body.dataset.engine = 'ready';
+  updateTeach();
+  updateQueueStatus();
+  pump();
+}
+
+main();

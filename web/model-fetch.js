@@ -1,0 +1,109 @@
+// Model download for the engine worker (a classic script, loaded with importScripts): fetches
+// the model bundle with progress, keeps it in the Cache API, and on later visits uses the kept
+// copy once a cheap HEAD request shows the server still has the same file (or cannot be reached).
+'use strict';
+
+const MODEL_CACHE = 'petal-model-v1';
+
+// The validators that say whether two responses carry the same file.
+function validators(headers) {
+  return {
+    etag: headers.get('ETag') || '',
+    modified: headers.get('Last-Modified') || '',
+    length: headers.get('Content-Length') || '',
+  };
+}
+
+function sameFile(a, b) {
+  if (a.etag && b.etag) return a.etag === b.etag;
+  if (a.modified && b.modified && a.modified !== b.modified) return false;
+  if (a.length && b.length) return a.length === b.length;
+  return true;
+}
+
+async function openCache() {
+  try {
+    return await caches.open(MODEL_CACHE);
+  } catch {
+    return null;  // no Cache API here (e.g. storage disabled): download on each visit
+  }
+}
+
+// onProgress({loaded, total}) is called while downloading. Resolves to {bytes: Uint8Array,
+// fromCache, keep}; keep() stores a downloaded copy for next time (call it once the engine has
+// started, so the first visit is not slowed by the write) and resolves to '' or a note saying
+// why the copy could not be kept.
+async function loadModel(url, onProgress) {
+  const cache = await openCache();
+  const cached = cache ? await cache.match(url).catch(() => undefined) : undefined;
+  if (cached) {
+    let fresh = true;
+    try {
+      const head = await fetch(url, { method: 'HEAD', cache: 'no-store' });
+      if (head.ok) fresh = sameFile(validators(head.headers), validators(cached.headers));
+    } catch {
+      // offline or server gone: the kept copy is all there is
+    }
+    if (fresh) {
+      const bytes = new Uint8Array(await cached.arrayBuffer());
+      return { bytes, fromCache: true, keep: async () => '' };
+    }
+  }
+
+  let resp;
+  try {
+    resp = await fetch(url, { cache: 'no-store' });
+  } catch (e) {
+    throw new Error(`could not download the model from ${url}: the server cannot be reached (${e.message})`);
+  }
+  if (!resp.ok) {
+    throw new Error(`could not download the model: the server answered ${resp.status} ${resp.statusText} for ${url}` +
+      (resp.status === 404 ? ' (is web/model/petal.safetensors there?)' : ''));
+  }
+  const total = Number(resp.headers.get('Content-Length')) || 0;
+  const chunks = [];
+  let loaded = 0;
+  let lastReport = 0;
+  const reader = resp.body.getReader();
+  onProgress({ loaded, total });
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.byteLength;
+    const now = performance.now();
+    if (now - lastReport > 100) {
+      lastReport = now;
+      onProgress({ loaded, total });
+    }
+  }
+  onProgress({ loaded, total: total || loaded });
+  if (total && loaded !== total) throw new Error(`the model download stopped early (${loaded} of ${total} bytes); reload the page to try again`);
+  let bytes = chunks[0] || new Uint8Array(0);
+  if (chunks.length > 1) {
+    bytes = new Uint8Array(loaded);
+    let off = 0;
+    for (const c of chunks) {
+      bytes.set(c, off);
+      off += c.byteLength;
+    }
+  }
+  chunks.length = 0;
+
+  const keep = async () => {
+    if (!cache) return 'this browser does not let the page keep files (no Cache API), so the model is downloaded on each visit';
+    const headers = new Headers({ 'Content-Type': 'application/octet-stream', 'Content-Length': String(loaded) });
+    for (const h of ['ETag', 'Last-Modified']) if (resp.headers.get(h)) headers.set(h, resp.headers.get(h));
+    try {
+      await cache.put(url, new Response(bytes, { headers }));
+      return '';
+    } catch (e) {
+      return e && e.name === 'QuotaExceededError'
+        ? 'the browser storage is full, so the model will be downloaded again on the next visit'
+        : `the model could not be kept for the next visit (${e.message})`;
+    }
+  };
+  return { bytes, fromCache: false, keep };
+}
+
+self.loadModel = loadModel;
