@@ -230,7 +230,7 @@ function updateTeach() {
     const n = counts.get(c) || 0;
     li.textContent = c;
     const small = document.createElement('small');
-    small.textContent = state.classNames.includes(c) ? (n ? ` ${n} yours` : '') : ` new · ${n} photo${n === 1 ? '' : 's'}`;
+    small.textContent = state.classNames.includes(c) ? (n ? ` · ${n} labelled` : '') : ` · new · ${n} labelled`;
     li.append(small);
     return li;
   }));
@@ -265,6 +265,7 @@ async function train() {
   ex.forEach((p, i) => F.set(p.features, i * dim));
   state.training = true;
   state.history = [];
+  $('add-class-msg').textContent = '';
   document.body.dataset.training = 'running';
   show($('train-box'));
   show($('stop'), !!state.stop);
@@ -408,6 +409,7 @@ function wire() {
     const name = $('new-class').value.trim();
     const why = validateClass(name, false);
     $('add-class-msg').textContent = why;
+    $('add-class-msg').dataset.kind = why ? 'error' : 'ok';
     if (why) return;
     state.extraClasses.push(name);
     $('new-class').value = '';
@@ -415,6 +417,7 @@ function wire() {
     $('drop-label').value = name;
     $('add-class-msg').textContent = `Added “${name}”. New photos you drop now are labelled “${name}”; or label photos on their cards.`;
   });
+  $('drop-label').addEventListener('change', () => { $('add-class-msg').textContent = ''; });
   $('train').addEventListener('click', train);
   $('stop').addEventListener('click', () => { if (state.stop) Atomics.store(state.stop, 0, 1); });
   $('export').addEventListener('click', exportModel);
@@ -439,7 +442,12 @@ async function main() {
   wire();
   updateTeach();
   document.body.dataset.engine = 'loading';
-  store = new Store({ onProblem: (text) => setStatus('storage-note', `Not saved: ${text}.`, 'warn') });
+  store = new Store({
+    onProblem: (text) => {
+      setStatus('storage-note', `Not saved: ${text}.`, 'warn');
+      $('keep-note').textContent = 'Not kept: the browser storage is not available, so your labels and model last only until you close this page. Use Export to keep your model.';
+    },
+  });
   const savedPromise = store.open().then((s) => s.load());
   try {
     await startEngine();

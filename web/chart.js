@@ -18,7 +18,8 @@ export function drawChart(canvas, history, epochs) {
   const pad = { l: 38, r: 40, t: 22, b: 24 };
   const w = cssW - pad.l - pad.r, h = cssH - pad.t - pad.b;
   const n = Math.max(epochs || 0, history.length, 2);
-  const maxLoss = Math.max(0.1, ...history.map((s) => s.loss)) * 1.1;
+  const top = Math.max(0.1, ...history.map((s) => s.loss));
+  const maxLoss = [0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 25, 50, 100].find((v) => v >= top) || top;
   const x = (e) => pad.l + ((e - 1) / (n - 1)) * w;
   const yLoss = (v) => pad.t + h - (v / maxLoss) * h;
   const yAcc = (v) => pad.t + h - v * h;

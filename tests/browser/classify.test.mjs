@@ -1,0 +1,153 @@
+// Classifying photos on the threaded engine: first visit (download with progress), the next
+// visit (model from the browser's Cache API, no download), bad files among good ones, and no
+// request outside the page's origin.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import {
+  DAISY, ROSE, TULIP, requireData, serve, launch, freshContext, openPage, drop, choose, cards, cardOf,
+  screenshot, foreignRequests, tempDir,
+} from './helpers.mjs';
+
+let server, browser;
+before(async () => {
+  requireData();
+  server = await serve();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+// Records every text the download line shows while the page loads.
+const recordDownloadText = () => {
+  window.__downloadTexts = [];
+  document.addEventListener('DOMContentLoaded', () => {
+    const node = document.getElementById('download-text');
+    new MutationObserver(() => window.__downloadTexts.push(node.textContent)).observe(node, { childList: true, characterData: true, subtree: true });
+  });
+};
+
+test('first visit: model downloads with progress, threads engaged, a daisy, a rose and a tulip are recognised', async () => {
+  const { context, requests } = await freshContext(browser);
+  try {
+    await context.addInitScript(recordDownloadText);
+    const page = await openPage(context, server.url);
+    console.log(`  first visit: engine ready ${page.readyMs} ms after navigation`);
+
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'the page is cross-origin isolated');
+    const info = page.locator('#engine-info');
+    assert.equal(await info.getAttribute('data-build'), 'mt');
+    assert.ok(Number(await info.getAttribute('data-threads')) >= 2, `threads: ${await info.getAttribute('data-threads')}`);
+    assert.match(await info.textContent(), /with \d+ threads/);
+    assert.equal(await page.locator('#isolation-note').isVisible(), false);
+    const texts = await page.evaluate(() => window.__downloadTexts);
+    assert.ok(texts.some((t) => /Downloading the model.*\d+\.\d of \d+\.\d MB \(\d+%\)/.test(t)), `download progress shown: ${texts.join(' | ')}`);
+    assert.ok(texts.some((t) => /\(100%\)/.test(t)), 'download progress reached 100%');
+    assert.match(await page.textContent('#privacy'), /never leave this computer/);
+
+    await drop(page, [DAISY, ROSE, TULIP]);
+    const got = await cards(page);
+    assert.deepEqual(got.map((c) => c.name), [DAISY, ROSE, TULIP].map((f) => path.basename(f)), 'cards keep the order of the files');
+    assert.deepEqual(got.map((c) => c.top), ['daisy', 'roses', 'tulips']);
+    for (const c of got) {
+      assert.equal(c.state, 'done');
+      assert.ok(c.probability > 0.5, `${c.name}: ${c.top} ${c.probability}`);
+      assert.equal(c.predictions.length, 3, 'three classes shown as bars');
+    }
+    assert.equal(await page.locator('.card img').count(), 3, 'each card has a thumbnail');
+    await screenshot(page, 'classify-first-visit');
+
+    const foreign = foreignRequests(requests, server.url);
+    assert.deepEqual(foreign, [], 'no request leaves the origin');
+    assert.ok(requests.some((r) => r.method === 'GET' && r.url.endsWith('/model/petal.safetensors')), 'the model was downloaded');
+
+    // Next visit: the model comes from the browser's cache (a HEAD request checks it is current).
+    const beforeCount = requests.length;
+    const t0 = Date.now();
+    const again = await context.newPage();
+    await again.goto(server.url);
+    await again.waitForFunction(() => document.body.dataset.engine === 'ready', null, { timeout: 60000 });
+    const readyMs = Date.now() - t0;
+    await choose(again, [ROSE]);
+    const firstPredictionMs = Date.now() - t0;
+    console.log(`  next visit: engine ready ${readyMs} ms, first prediction ${firstPredictionMs} ms after navigation (goal ~2 s)`);
+    const later = requests.slice(beforeCount).filter((r) => r.url.endsWith('/model/petal.safetensors'));
+    assert.deepEqual(later.map((r) => r.method), ['HEAD'], 'the model is not downloaded again');
+    assert.match(await again.textContent('#engine-info'), /from this browser/);
+    assert.equal((await cardOf(again, path.basename(ROSE))).top, 'roses');
+    assert.deepEqual(foreignRequests(requests, server.url), []);
+  } finally {
+    await context.close();
+  }
+});
+
+function crc32(buf) {
+  if (zlib.crc32) return zlib.crc32(buf);
+  let c = ~0;
+  for (const b of buf) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(td) >>> 0);
+  return Buffer.concat([len, td, crc]);
+}
+
+// A well-formed PNG header that claims 30000×30000 pixels (900 megapixels), with a tiny body.
+function hugePng() {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(30000, 0);
+  ihdr.writeUInt32BE(30000, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(3 * 64 + 64))),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+test('bad files get their own message on their card; the good photos among them are classified', async () => {
+  const dir = tempDir('petal-bad-');
+  const truncated = path.join(dir, 'truncated.jpg');
+  const daisyBytes = fs.readFileSync(DAISY);
+  fs.writeFileSync(truncated, daisyBytes.subarray(0, Math.floor(daisyBytes.length * 0.4)));
+  const text = path.join(dir, 'notes.txt');
+  fs.writeFileSync(text, 'shopping list: tulip bulbs, compost, a new watering can\n');
+  const huge = path.join(dir, 'huge.png');
+  fs.writeFileSync(huge, hugePng());
+
+  const { context, requests } = await freshContext(browser);
+  try {
+    const page = await openPage(context, server.url);
+    await choose(page, [DAISY, truncated, text, TULIP, huge, ROSE]);
+    const got = await cards(page);
+    assert.deepEqual(got.map((c) => c.name), ['100080576_f52e8ee070_n.jpg', 'truncated.jpg', 'notes.txt', '100930342_92e8746431_n.jpg', 'huge.png', '10090824183_d02c613f10_m.jpg']);
+    assert.deepEqual(got.map((c) => c.state), ['done', 'error', 'error', 'done', 'error', 'done']);
+    assert.deepEqual([got[0].top, got[3].top, got[5].top], ['daisy', 'tulips', 'roses']);
+    assert.match(got[1].message, /truncated|incomplete/i);
+    assert.match(got[2].message, /text file|not an image/i);
+    assert.match(got[4].message, /30000|too large|megapixel|MP/i);
+    for (const c of [got[1], got[2], got[4]]) assert.equal(c.predictions.length, 0, `${c.name} shows no classes`);
+    assert.match(await page.textContent('#queue-status'), /3 could not be used/);
+    // the error cards do not offer labelling
+    assert.equal(await page.locator('.card[data-state="error"] .label-row:visible').count(), 0);
+    await screenshot(page, 'classify-bad-files');
+    assert.deepEqual(foreignRequests(requests, server.url), []);
+  } finally {
+    await context.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
