@@ -25,8 +25,8 @@ const state = {
   classNames: [],      // classes of the current head
   extraClasses: [],    // classes the user added that the head does not know yet
   queue: [],           // [{photo, file}]
+  submitted: 0,        // files given to the queue since the page opened
   busy: false,
-  done: 0,
   training: false,
   history: [],
   stop: null,
@@ -38,6 +38,9 @@ let engine, store;
 
 const mb = (n) => (n / 1048576).toFixed(1);
 const newId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`);
+// Creation times that never repeat, so restored examples come back in the order they were added.
+let lastStamp = 0;
+const stamp = () => (lastStamp = Math.max(Date.now(), lastStamp + 1));
 const allClasses = () => [...state.classNames, ...state.extraClasses];
 
 function setStatus(id, text, kind) {
@@ -90,6 +93,7 @@ async function startEngine() {
   $('download-text').textContent = 'Loading the model…';
   const info = await engine.call('init', { build, threads, modelUrl: MODEL_URL, stopBuffer: state.stop ? state.stop.buffer : null });
   state.info = info;
+  document.body.dataset.timings = JSON.stringify(info.timings);
   state.classNames = info.classNames;
   show($('download'), false);
   const how = info.threadsBuild ? `WebAssembly SIMD with ${info.threads} threads` : 'WebAssembly SIMD on one thread';
@@ -102,13 +106,33 @@ async function startEngine() {
 
 // ---- photos ----------------------------------------------------------------------------
 
+// Cards are added to the page in slices, so dropping thousands of photos never blocks it.
+const unrendered = [];
+let rendering = false;
+
+function renderSome() {
+  const grid = $('grid');
+  const slice = unrendered.splice(0, 60);
+  const frag = document.createDocumentFragment();
+  for (const photo of slice) {
+    const card = createCard(photo, { onLabel: setLabel, classes: allClasses, validateClass });
+    state.cards.set(photo.id, card);
+    frag.append(card);
+  }
+  grid.append(frag);
+  if (unrendered.length) setTimeout(renderSome, 0);
+  else rendering = false;
+}
+
 function addPhoto(photo) {
   state.photos.push(photo);
   state.byId.set(photo.id, photo);
-  const card = createCard(photo, { onLabel: setLabel, classes: allClasses, validateClass });
-  state.cards.set(photo.id, card);
-  $('grid').append(card);
+  unrendered.push(photo);
   show($('empty'), false);
+  if (!rendering) {
+    rendering = true;
+    setTimeout(renderSome, 0);
+  }
   return photo;
 }
 
@@ -120,8 +144,9 @@ function refresh(photo) {
 function enqueue(files) {
   const label = $('drop-label').value || null;
   for (const file of files) {
-    const photo = addPhoto({ id: newId(), name: file.name || 'photo', state: 'waiting', label: null, pendingLabel: label, createdAt: Date.now() });
+    const photo = addPhoto({ id: newId(), name: file.name || 'photo', state: 'waiting', label: null, pendingLabel: label, createdAt: stamp() });
     state.queue.push({ photo, file });
+    state.submitted++;
   }
   updateQueueStatus();
   pump();
@@ -132,7 +157,7 @@ function updateQueueStatus() {
   const left = state.queue.length + (state.busy ? 1 : 0);
   const errors = state.photos.filter((p) => p.state === 'error').length;
   let text = total ? `${total} photo${total === 1 ? '' : 's'}` : '';
-  if (left && state.ready) text += ` · looking at ${total - left + 1} of ${total}…`;
+  if (left && state.ready) text += ` · looking at ${state.submitted - left + 1} of ${state.submitted}…`;
   else if (left) text += ' · waiting for the model…';
   if (errors) text += ` · ${errors} could not be used`;
   $('queue-status').textContent = text;
@@ -223,7 +248,12 @@ function updateTeach() {
   const counts = new Map();
   for (const p of ex) counts.set(p.label, (counts.get(p.label) || 0) + 1);
   const list = $('class-list');
-  list.replaceChildren(...allClasses().map((c) => {
+  if (!allClasses().length) {
+    const li = document.createElement('li');
+    li.className = 'chip-wait';
+    li.textContent = state.ready ? 'none' : 'they appear when the model has loaded';
+    list.replaceChildren(li);
+  } else list.replaceChildren(...allClasses().map((c) => {
     const li = document.createElement('li');
     li.className = state.classNames.includes(c) ? 'chip' : 'chip new';
     li.dataset.class = c;
@@ -407,7 +437,7 @@ function wire() {
   $('add-class').addEventListener('submit', (e) => {
     e.preventDefault();
     const name = $('new-class').value.trim();
-    const why = validateClass(name, false);
+    const why = state.ready ? validateClass(name, false) : 'wait a moment: the model is still loading';
     $('add-class-msg').textContent = why;
     $('add-class-msg').dataset.kind = why ? 'error' : 'ok';
     if (why) return;
@@ -460,6 +490,8 @@ async function main() {
   await restore(await savedPromise);
   state.ready = true;
   document.body.dataset.engine = 'ready';
+  // diagnostics for benchmarks (tests/browser/many-photos.bench.mjs)
+  window.petalStats = async () => ({ ...(await engine.call('stats')), photos: state.photos.length, queued: state.queue.length });
   updateTeach();
   updateQueueStatus();
   pump();

@@ -37,6 +37,8 @@ async function loadModel(url, onProgress) {
   const cache = await openCache();
   const cached = cache ? await cache.match(url).catch(() => undefined) : undefined;
   if (cached) {
+    // read the kept copy while asking the server whether it is still current
+    const read = cached.arrayBuffer();
     let fresh = true;
     try {
       const head = await fetch(url, { method: 'HEAD', cache: 'no-store' });
@@ -44,10 +46,8 @@ async function loadModel(url, onProgress) {
     } catch {
       // offline or server gone: the kept copy is all there is
     }
-    if (fresh) {
-      const bytes = new Uint8Array(await cached.arrayBuffer());
-      return { bytes, fromCache: true, keep: async () => '' };
-    }
+    const buf = await read.catch(() => null);
+    if (fresh && buf) return { bytes: new Uint8Array(buf), fromCache: true, keep: async () => '' };
   }
 
   let resp;

@@ -40,14 +40,20 @@ async function init({ build, threads, modelUrl, stopBuffer }) {
   });
   const modelPromise = self.loadModel(new URL(modelUrl, self.location.href).href,
     (p) => post({ event: 'download', ...p }));
+  const since = (t) => Math.round(performance.now() - t);
+  const timings = {};
+  modulePromise.then(() => { timings.wasmMs = since(started); });
+  modelPromise.then(() => { timings.modelMs = since(started); });
   const [mod, model] = await Promise.all([modulePromise, modelPromise]);
   M = mod;
   post({ event: 'download', phase: 'starting' });
+  const t = performance.now();
   try {
     engine = new M.Engine(model.bytes, threads);
   } catch (e) {
     throw new Error(`the model file could not be used: ${message(e)}`);
   }
+  timings.engineMs = since(t);
   const cacheNote = await model.keep();
   model.bytes = null;
   if (!engine.hasHead()) throw new Error('the model has no classifier head; the page needs a trained Petal model (web/model/petal.safetensors)');
@@ -64,6 +70,7 @@ async function init({ build, threads, modelUrl, stopBuffer }) {
     fromCache: model.fromCache,
     cacheNote,
     seconds: (performance.now() - started) / 1000,
+    timings,
   };
 }
 
@@ -194,7 +201,14 @@ function reset() {
   return { result: { classNames: engine.classNames() } };
 }
 
-const handlers = { init, analyze, classify, train, exportHead, importHead, reset };
+// Memory the engine holds (for benchmarks: it should stay flat while photos stream through).
+function stats() {
+  // (the threads build exports its memory; in the other, HEAPU8 is refreshed whenever memory grows)
+  const memory = M.wasmMemory ? M.wasmMemory.buffer : M.HEAPU8.buffer;
+  return { result: { wasmBytes: memory.byteLength } };
+}
+
+const handlers = { init, analyze, classify, train, exportHead, importHead, reset, stats };
 
 // One request at a time, in order.
 let queue = Promise.resolve();
