@@ -29,7 +29,11 @@ function message(e) {
 
 async function init({ build, threads, modelUrl, stopBuffer }) {
   const started = performance.now();
-  importScripts(`engine/petal-${build}.js`);
+  try {
+    importScripts(`engine/petal-${build}.js`);
+  } catch (e) {
+    throw new Error(`the engine (engine/petal-${build}.js) could not be loaded; is it built (tools/build.sh wasm)? (${message(e)})`);
+  }
   const glueUrl = new URL(`engine/petal-${build}.js`, self.location.href).href;
   const modulePromise = self.createPetal({
     petalThreads: threads,
