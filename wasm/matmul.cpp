@@ -2,6 +2,7 @@
 
 #include <xnnpack.h>
 
+#include <memory>
 #include <string>
 
 #include "error.h"
@@ -20,8 +21,8 @@ void matmul(const float* A, const float* B, float* C, size_t m, size_t k, size_t
   size_t ws_size = 0, ws_align = 0;
   const size_t one = 1;
   xnn_status s = xnn_reshape_batch_matrix_multiply_nc_f32(op, 1, &one, &one, m, k, n, &ws_size, &ws_align, pool);
-  std::vector<char> ws(ws_size + ws_align);
-  void* wsp = ws.data();
+  std::unique_ptr<char[]> ws(new char[ws_size + ws_align + 1]);  // not zero-filled: XNNPACK writes it before reading
+  void* wsp = ws.get();
   if (ws_align) wsp = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(wsp) + ws_align - 1) & ~(uintptr_t(ws_align) - 1));
   if (s == xnn_status_success) s = xnn_setup_batch_matrix_multiply_nc_f32(op, wsp, A, B, C);
   if (s == xnn_status_success) s = xnn_run_operator(op, pool);
