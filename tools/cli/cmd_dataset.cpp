@@ -414,6 +414,7 @@ void register_train(CLI::App& app) {
     FeatureSet trs{xtr.data(), ytr.data(), ytr.size(), D}, vals{xval.data(), yval.data(), yval.size(), D};
 
     Head head(int(D), r.hidden, int(d.class_names.size()), r.train.seed);
+    ComputePool pool{size_t(threads)};
     FILE* lines = as_json ? stderr : stdout;
     std::fprintf(lines, "recipe %s: %s %d px%s, %zu training examples, %zu validation photos\n", r.name.c_str(), r.prep.mode.c_str(),
                  r.prep.size, r.flips ? " + mirrored copies" : "", ytr.size(), yval.size());
@@ -424,7 +425,7 @@ void register_train(CLI::App& app) {
       std::fprintf(lines, " (%.2f s)\n", s.seconds);
       std::fflush(lines);
       return true;
-    });
+    }, {}, pool.get());
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_train).count();
     int best = int(hist.size());
     if (r.train.keep_best) {
@@ -584,7 +585,8 @@ void register_eval(CLI::App& app) {
     FeatureTable t = extract_features(d, subset_indices(d, sub), src, cache, eo);
     if (t.files.empty()) throw Error("no photo of the " + subset + " subset could be read");
     const size_t n = t.files.size(), C = names.size();
-    auto p = head.predict(t.features.data(), n);
+    ComputePool pool{size_t(threads)};
+    auto p = head.predict(t.features.data(), n, pool.get());
     std::vector<std::vector<int>> conf(C, std::vector<int>(C, 0));
     size_t correct = 0;
     double loss = 0;

@@ -1,11 +1,13 @@
 #include "feature_cache.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -370,6 +372,27 @@ class Queue {
   bool stop_ = false;
 };
 
+// Ctrl-C (or SIGTERM) during an extraction: finish the batch in flight, keep everything computed,
+// say how to resume. A second Ctrl-C kills at once (the cache drops a torn record on the next run).
+std::atomic<bool> g_interrupted{false};
+void on_interrupt(int) { g_interrupted = true; }
+struct InterruptGuard {
+  struct sigaction old_int {}, old_term {};
+  InterruptGuard() {
+    g_interrupted = false;
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+  }
+  ~InterruptGuard() {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+  }
+};
+
 }  // namespace
 
 FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indices, FeatureSource& src,
@@ -450,8 +473,15 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
     batch_digest.push_back(dg);
     if (batch_slots.size() >= opt.batch) run_batch();
   };
+  InterruptGuard guard;
   try {
     for (;;) {
+      if (g_interrupted) {
+        run_batch();
+        if (bar) std::fputc('\n', stderr);
+        throw Error("interrupted: the " + std::to_string(computed) +
+                    " features computed by this run are saved in the feature cache; run the same command again to go on");
+      }
       Item it = queue.pop();
       if (it.end) break;
       if (!it.error.empty()) {
