@@ -157,13 +157,16 @@ TEST_F(Cli, PipelineEndToEnd) {
   EXPECT_EQ(e2.j()["from_cache"], good);
 
   // Renamed copies of the same photos and another split: still nothing computed.
+  // (Lexical paths only: fs::relative would resolve the symlinks into the shared data folder.)
   const std::string moved = tmp + "/renamed";
   for (auto& e : fs::recursive_directory_iterator(data)) {
     std::error_code ec;
     if (!fs::is_regular_file(e.path(), ec) || e.path().extension() != ".jpg") continue;
-    const std::string rel = fs::relative(e.path(), data).string();
-    fs::create_directories(fs::path(moved + "/" + rel).parent_path());
-    fs::copy_file(e.path(), moved + "/" + fs::path(rel).parent_path().string() + "/copy-of-" + e.path().filename().string());
+    const fs::path rel = e.path().lexically_relative(data);
+    const std::string dest = moved + "/" + rel.parent_path().string() + "/copy-of-" + e.path().filename().string();
+    ASSERT_EQ(fs::path(dest).lexically_normal().string().rfind(tmp + "/", 0), 0u) << dest;
+    fs::create_directories(fs::path(dest).parent_path());
+    fs::copy_file(e.path(), dest);
   }
   Result e3 = petal("extract " + moved + " --no-flips --seed 99 --json");
   ASSERT_EQ(e3.code, 0) << e3.err;
