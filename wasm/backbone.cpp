@@ -2,6 +2,7 @@
 
 #include <xnnpack.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -37,8 +38,19 @@ int out_size(int in, int k, int s, int pad_a, int pad_b, bool same) {
 struct Backbone::Impl {
   pthreadpool_t pool = nullptr;
   xnn_runtime_t runtime = nullptr;
+  xnn_weights_cache_t cache = nullptr;
+  // int8 only: the subgraph, kept to re-create the runtime when the batch grows (XNNPACK
+  // 2024-11 sizes the per-image quantisation parameters at the first reshape and overruns
+  // them when a later reshape asks for a larger batch), and the largest batch so far.
+  xnn_subgraph_t subgraph = nullptr;
+  uint32_t runtime_flags = 0;
+  size_t capacity = 0;
+  std::vector<std::vector<int8_t>> qweights;  // int8 weights (options.int8), alive with the runtime
+  std::vector<std::vector<float>> qscales;
   ~Impl() {
     if (runtime) xnn_delete_runtime(runtime);
+    if (subgraph) xnn_delete_subgraph(subgraph);
+    if (cache) xnn_delete_weights_cache(cache);
     if (pool) pthreadpool_destroy(pool);
   }
 };
@@ -68,12 +80,57 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     check(xnn_define_tensor_value(sg, xnn_datatype_fp32, dims.size(), dims.data(), data, ext, flags, &id), "define a tensor");
     return id;
   };
+  // XNNPACK packs static weights into its own buffers when the runtime is created and does not
+  // read them afterwards, so they are defined straight from the bundle (no copy: 100 MB less at
+  // the peak for ResNet-50). The int8 backbone keeps its subgraph to re-create the runtime
+  // later, so it keeps copies.
   auto static_tensor = [&](const std::string& name, const std::vector<size_t>& shape) {
     const Tensor& t = bundle.get(name, shape);
-    weights_.push_back(t.data);
-    return define(shape, weights_.back().data(), XNN_INVALID_VALUE_ID, 0);
+    const float* data = t.data.data();
+    if (options_.int8) {
+      weights_.push_back(t.data);
+      data = weights_.back().data();
+    }
+    return define(shape, data, XNN_INVALID_VALUE_ID, 0);
   };
   weights_.reserve(graph.ops.size() * 2);
+  impl_->qweights.reserve(graph.ops.size());
+  impl_->qscales.reserve(graph.ops.size());
+  // int8: symmetric per-output-channel weights, w ~= scale[o] * q, q in [-127, 127].
+  auto int8_filter = [&](const std::string& name, const std::vector<size_t>& shape) {
+    const Tensor& t = bundle.get(name, shape);
+    const size_t cout = shape[0], per = t.numel() / cout;
+    std::vector<int8_t> q(t.numel());
+    std::vector<float> scale(cout);
+    for (size_t o = 0; o < cout; ++o) {
+      float m = 0;
+      for (size_t i = 0; i < per; ++i) m = std::max(m, std::fabs(t.data[o * per + i]));
+      scale[o] = m > 0 ? m / 127.f : 1.f;
+      for (size_t i = 0; i < per; ++i)
+        q[o * per + i] = int8_t(std::lrint(std::min(127.f, std::max(-127.f, t.data[o * per + i] / scale[o]))));
+    }
+    impl_->qweights.push_back(std::move(q));
+    impl_->qscales.push_back(std::move(scale));
+    uint32_t id = 0;
+    check(xnn_define_channelwise_quantized_tensor_value(sg, xnn_datatype_qcint8, impl_->qscales.back().data(), shape.size(), 0,
+                                                         shape.data(), impl_->qweights.back().data(), XNN_INVALID_VALUE_ID, 0,
+                                                         &id),
+          "define int8 weights " + name);
+    return id;
+  };
+  // A value quantised per image for int8 convolutions (one conversion shared by its consumers).
+  std::map<uint32_t, uint32_t> quantised;
+  auto quantise = [&](uint32_t fp32_id, const Shape& sh) {
+    auto it = quantised.find(fp32_id);
+    if (it != quantised.end()) return it->second;
+    const size_t dims[4] = {1, size_t(sh.h), size_t(sh.w), size_t(sh.c)};
+    uint32_t id = 0;
+    check(xnn_define_dynamically_quantized_tensor_value(sg, xnn_datatype_qdint8, 4, 3, dims, XNN_INVALID_VALUE_ID, 0, &id),
+          "define a quantised activation");
+    check(xnn_define_unary(sg, xnn_unary_convert, nullptr, fp32_id, id, 0), "define a quantisation");
+    quantised[fp32_id] = id;
+    return id;
+  };
   const Shape in_shape{graph.input_h, graph.input_w, graph.input_c};
   vals["input"] = {define({1, size_t(in_shape.h), size_t(in_shape.w), size_t(in_shape.c)}, nullptr, kInputId,
                           XNN_VALUE_FLAG_EXTERNAL_INPUT),
@@ -96,10 +153,13 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
         const uint32_t flags = op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0;
         if (op.kind == Op::Conv) {
           if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
-          const uint32_t w = static_tensor(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)});
+          const std::vector<size_t> wshape{size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)};
+          const bool q = options_.int8 && (op.cin > 4 || options_.int8_first_conv);
+          const uint32_t w = q ? int8_filter(op.name + ".weight", wshape) : static_tensor(op.name + ".weight", wshape);
           const uint32_t b = static_tensor(op.name + ".bias", {size_t(op.cout)});
+          const uint32_t x = q ? quantise(in.first, is) : in.first;
           check(xnn_define_convolution_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
-                                          1, op.cin, op.cout, lo, inf, in.first, w, b, out, flags),
+                                          1, op.cin, op.cout, lo, inf, x, w, b, out, flags),
                 "define convolution " + op.name);
         } else {
           check(xnn_define_max_pooling_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
@@ -138,7 +198,17 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   if (!vals.count(graph.features)) throw Error("the model's graph has no features output");
   uint32_t rflags = 0;
   if (options_.profile) rflags |= XNN_FLAG_BASIC_PROFILING;
-  check(xnn_create_runtime_v3(sg, nullptr, impl_->pool, rflags, &impl_->runtime), "create the runtime");
+  if (options_.transient_indirection) rflags |= XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER;
+  if (options_.weights_cache) check(xnn_create_weights_cache(&impl_->cache), "create a weights cache");
+  check(xnn_create_runtime_v3(sg, impl_->cache, impl_->pool, rflags, &impl_->runtime), "create the runtime");
+  if (impl_->cache)
+    check(xnn_finalize_weights_cache(impl_->cache, options_.int8 ? xnn_weights_cache_finalization_kind_soft
+                                                                  : xnn_weights_cache_finalization_kind_hard),
+          "finalise the weights cache");
+  if (options_.int8) {
+    impl_->subgraph = sg_guard.release();
+    impl_->runtime_flags = rflags;
+  }
 }
 
 Backbone::~Backbone() = default;
@@ -174,6 +244,13 @@ std::vector<OpTime> Backbone::profile() const {
 
 void Backbone::reshape(size_t batch) {
   if (batch == batch_) return;
+  if (impl_->subgraph && impl_->capacity && batch > impl_->capacity) {
+    xnn_delete_runtime(impl_->runtime);
+    impl_->runtime = nullptr;
+    check(xnn_create_runtime_v3(impl_->subgraph, impl_->cache, impl_->pool, impl_->runtime_flags, &impl_->runtime),
+          "re-create the runtime");
+  }
+  impl_->capacity = std::max(impl_->capacity, batch);
   const size_t dims[4] = {batch, size_t(graph_.input_h), size_t(graph_.input_w), size_t(graph_.input_c)};
   check(xnn_reshape_external_value(impl_->runtime, kInputId, 4, dims), "reshape the input");
   check(xnn_reshape_runtime(impl_->runtime), "reshape the runtime");

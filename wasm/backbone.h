@@ -17,6 +17,14 @@ namespace petal {
 struct BackboneOptions {
   // Per-operator timing (XNN_FLAG_BASIC_PROFILING): read with Backbone::profile() after run().
   bool profile = false;
+  // int8 convolutions (XNNPACK QD8: per-output-channel int8 weights, activations quantised per
+  // image on the fly, fp32 accumulation scale, bias, ReLU and residual adds). Faster, and
+  // features no longer match fp32 exactly: not the default.
+  bool int8 = false;
+  bool int8_first_conv = false;  // also the 7x7 stem convolution (3 input channels) in int8
+  // Runtime flags to experiment with (see petal bench --help).
+  bool transient_indirection = false;  // XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER
+  bool weights_cache = false;          // pack weights into an XNNPACK weights cache
 };
 
 // Time spent in one XNNPACK operator during the last run().
@@ -48,7 +56,7 @@ class Backbone {
   void reshape(size_t batch);
   Graph graph_;
   BackboneOptions options_;
-  std::vector<std::vector<float>> weights_;  // static tensor data, alive as long as the runtime
+  std::vector<std::vector<float>> weights_;  // int8 only: static tensor data kept for re-creating the runtime
   struct Impl;
   std::unique_ptr<Impl> impl_;
   size_t batch_ = 0;

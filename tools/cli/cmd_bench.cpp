@@ -17,8 +17,12 @@
 #include <thread>
 
 #include "common.h"
+#include "dataset.h"
 #include "error.h"
+#include "feature_cache.h"
+#include "head.h"
 #include "image.h"
+#include "recipes.h"
 
 namespace petal::cli {
 using nlohmann::json;
@@ -87,6 +91,148 @@ std::string default_photos() {
   return "/work/shared/data/flower_photos";
 }
 
+// Features of data set files for one backbone variant: from the feature cache when there, else
+// computed (batches of 8) and added to it. int8 features are cached under their own model id.
+struct VariantFeatures {
+  std::vector<float> orig, flip;  // by data set index (flip only for `with_flip` files)
+};
+VariantFeatures variant_features(const Dataset& d, const Bundle& bundle, const Graph& graph, const BackboneOptions& o,
+                                 const std::string& label, const std::vector<bool>& with_flip, size_t threads) {
+  const Preprocessing prep = preprocessing_of(bundle);
+  std::string id = backbone_id(bundle);
+  if (o.int8) {
+    const std::string tagged = id + (o.int8_first_conv ? ":int8-qd8-all" : ":int8-qd8");
+    id = hex(sha256(tagged.data(), tagged.size()));
+  }
+  const size_t dim = size_t(graph.feature_dim), in_size = size_t(prep.size) * prep.size * 3;
+  FeatureCache cache(feature_cache_dir(), id, preprocessing_key(prep), dim);
+  VariantFeatures out;
+  out.orig.assign(d.files.size() * dim, 0.f);
+  out.flip.assign(d.files.size() * dim, 0.f);
+  std::unique_ptr<Backbone> net;
+  struct Job { size_t file; bool flip; Digest digest; };
+  std::vector<Job> pending;
+  std::vector<float> batch_in;
+  Progress bar("features (" + label + ")", d.files.size());
+  auto flush = [&] {
+    if (pending.empty()) return;
+    if (!net) net = std::make_unique<Backbone>(graph, bundle, threads, o);
+    std::vector<float> f(pending.size() * dim);
+    net->run(batch_in.data(), pending.size(), f.data(), nullptr);
+    std::vector<FeatureCache::Entry> entries;
+    for (size_t i = 0; i < pending.size(); ++i) {
+      float* dst = (pending[i].flip ? out.flip : out.orig).data() + pending[i].file * dim;
+      std::copy(f.begin() + i * dim, f.begin() + (i + 1) * dim, dst);
+      entries.push_back({pending[i].digest, pending[i].flip, f.data() + i * dim});
+    }
+    cache.append(entries);
+    pending.clear();
+    batch_in.clear();
+  };
+  for (size_t i = 0; i < d.files.size(); ++i) {
+    bar.update(i);
+    auto lf = load_data_file(d.files[i].path);
+    if (!lf.error.empty()) throw Error("'" + d.files[i].path + "': " + lf.error);
+    const Digest dg = sha256(lf.bytes.data(), lf.bytes.size());
+    const float* c0 = cache.find(dg, false);
+    const float* c1 = with_flip[i] ? cache.find(dg, true) : nullptr;
+    if (c0) std::copy(c0, c0 + dim, out.orig.begin() + i * dim);
+    if (c1) std::copy(c1, c1 + dim, out.flip.begin() + i * dim);
+    if (c0 && (c1 || !with_flip[i])) continue;
+    std::vector<float> x(in_size), xf(in_size);
+    photo_to_input(lf.bytes.data(), lf.bytes.size(), prep, x.data(), xf.data());
+    if (!c0) {
+      pending.push_back({i, false, dg});
+      batch_in.insert(batch_in.end(), x.begin(), x.end());
+    }
+    if (with_flip[i] && !c1) {
+      pending.push_back({i, true, dg});
+      batch_in.insert(batch_in.end(), xf.begin(), xf.end());
+    }
+    if (pending.size() >= 8) flush();
+  }
+  flush();
+  bar.finish();
+  return out;
+}
+
+// Held-out accuracy of heads trained (recipe "petal") on fp32 features and on int8 features of the
+// Keras training split, evaluated on the validation split, over several training seeds.
+void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& graph, size_t threads, int seeds,
+                   bool as_json) {
+  const Recipe recipe = recipe_by_name("petal");
+  DatasetOptions dopt;  // Keras split: 20 % validation, seed 123
+  const Dataset d = index_directory(dir, dopt);
+  const auto train_idx = subset_indices(d, Subset::Training), val_idx = subset_indices(d, Subset::Validation);
+  std::vector<bool> with_flip(d.files.size(), false);
+  if (recipe.flips)
+    for (size_t i : train_idx) with_flip[i] = true;
+  const size_t dim = size_t(graph.feature_dim);
+  struct V { std::string name; BackboneOptions o; VariantFeatures f; };
+  std::vector<V> vs(2);
+  vs[0].name = "fp32";
+  vs[1].name = "int8";
+  vs[1].o.int8 = true;
+  for (auto& v : vs) v.f = variant_features(d, bundle, graph, v.o, v.name, with_flip, threads);
+  auto gather = [&](const VariantFeatures& f, const std::vector<size_t>& idx, bool flips, std::vector<float>& x,
+                    std::vector<int32_t>& y) {
+    x.clear();
+    y.clear();
+    for (size_t i : idx) {
+      x.insert(x.end(), f.orig.begin() + i * dim, f.orig.begin() + (i + 1) * dim);
+      y.push_back(d.files[i].label);
+    }
+    if (flips)
+      for (size_t i : idx) {
+        x.insert(x.end(), f.flip.begin() + i * dim, f.flip.begin() + (i + 1) * dim);
+        y.push_back(d.files[i].label);
+      }
+  };
+  // acc[trained on][evaluated on][seed]
+  std::vector<std::vector<std::vector<double>>> acc(2, std::vector<std::vector<double>>(2));
+  std::vector<std::vector<float>> vx(2);
+  std::vector<int32_t> vy;
+  for (int e = 0; e < 2; ++e) gather(vs[e].f, val_idx, false, vx[e], vy);
+  for (int t = 0; t < 2; ++t) {
+    std::vector<float> tx;
+    std::vector<int32_t> ty;
+    gather(vs[t].f, train_idx, recipe.flips, tx, ty);
+    for (int s = 0; s < seeds; ++s) {
+      TrainOptions opt = recipe.train;
+      opt.seed = uint64_t(recipe.train.seed + s);
+      Head h(int(dim), recipe.hidden, int(d.class_names.size()), opt.seed);
+      FeatureSet tr{tx.data(), ty.data(), ty.size(), dim};
+      h.train(tr, nullptr, opt);
+      for (int e = 0; e < 2; ++e) {
+        FeatureSet va{vx[e].data(), vy.data(), vy.size(), dim};
+        acc[t][e].push_back(h.evaluate(va).accuracy);
+      }
+    }
+  }
+  auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); };
+  if (!as_json)
+    std::printf("\nheld-out accuracy (recipe petal, Keras split of %s: %zu training photos + flips, %zu validation), "
+                "%d training seeds:\n  %-22s %-22s %9s %9s %9s\n",
+                dir.c_str(), train_idx.size(), val_idx.size(), seeds, "head trained on", "evaluated on", "mean %", "min %", "max %");
+  for (int t = 0; t < 2; ++t)
+    for (int e = 0; e < 2; ++e) {
+      const auto& v = acc[t][e];
+      const double m = mean(v), lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+      if (as_json)
+        std::printf("%s\n", json({{"bench", "int8-accuracy"}, {"trained_on", vs[t].name}, {"evaluated_on", vs[e].name},
+                                  {"seeds", seeds}, {"validation_photos", val_idx.size()}, {"accuracy", v},
+                                  {"mean", m}})
+                                .dump()
+                                .c_str());
+      else
+        std::printf("  %-22s %-22s %9.2f %9.2f %9.2f\n", (vs[t].name + " features").c_str(), (vs[e].name + " features").c_str(),
+                    100 * m, 100 * lo, 100 * hi);
+    }
+  if (!as_json)
+    std::printf("  int8 end to end minus fp32 end to end: %+.2f points (mean over seeds)\n",
+                100 * (mean(acc[1][1]) - mean(acc[0][0])));
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -94,6 +240,9 @@ void register_bench(CLI::App& app) {
   static std::string model, threads_s = "1,2", batch_s = "1,8", photos;
   static int runs = 10, warmup = 2, sample = 64;
   static bool all = false, as_json = false, profile = false, skip_photos = false;
+  static std::vector<std::string> variants;
+  static std::string accuracy_dir;
+  static int seeds = 5;
   cmd->add_option("-m,--model", model, "model bundle (default: the imported ResNet-50 backbone)");
   cmd->add_option("--threads", threads_s, "thread counts to compare, comma-separated")->capture_default_str();
   cmd->add_option("--batch", batch_s, "batch sizes to compare, comma-separated")->capture_default_str();
@@ -106,6 +255,22 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-photos", skip_photos, "skip the photos/s test");
   cmd->add_flag("--profile", profile, "print XNNPACK's per-operator times of a batch-1 run");
   cmd->add_flag("--json", as_json, "print one JSON line per measurement instead of tables");
+  cmd->add_option("--int8-accuracy", accuracy_dir,
+                  "instead of timing: held-out accuracy of int8 vs fp32 features on a photo folder (class sub-folders; "
+                  "recipe petal, Keras 80/20 split)");
+  cmd->add_option("--seeds", seeds, "training seeds for --int8-accuracy")->capture_default_str()->check(CLI::Range(1, 100));
+  cmd->add_option("--variant", variants,
+                  "backbone variants to compare, interleaved (repeatable): fp32 (default), int8 (QD8 convolutions), "
+                  "int8-all (stem conv too), transient (XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER), cache (weights cache); "
+                  "combine with '+', e.g. int8+transient")
+      ->check([](const std::string& v) -> std::string {
+        std::stringstream ss(v);
+        std::string part;
+        while (std::getline(ss, part, '+'))
+          if (part != "fp32" && part != "int8" && part != "int8-all" && part != "transient" && part != "cache")
+            return "unknown variant part '" + part + "' (fp32, int8, int8-all, transient, cache)";
+        return "";
+      });
   cmd->callback([] {
     const auto thread_list = parse_list(threads_s, "threads");
     const auto batch_list = parse_list(batch_s, "batch");
@@ -115,6 +280,10 @@ void register_bench(CLI::App& app) {
     const Graph graph = Graph::from_json(bundle.meta("graph"));
     const size_t in_size = size_t(graph.input_h) * graph.input_w * graph.input_c;
     const int max_batch = *std::max_element(batch_list.begin(), batch_list.end());
+    if (!accuracy_dir.empty()) {
+      int8_accuracy(accuracy_dir, bundle, graph, size_t(thread_list[0]), seeds, as_json);
+      return;
+    }
 
     // Inputs: the first `max_batch` photos of the sample, preprocessed as the engine does.
     const auto photo_files = list_photos(photo_dir, size_t(std::max(sample, max_batch)), all);
@@ -125,11 +294,26 @@ void register_bench(CLI::App& app) {
       std::copy(x.begin(), x.end(), inputs.begin() + size_t(i) * in_size);
     }
 
+    std::vector<std::string> variant_list = variants.empty() ? std::vector<std::string>{"fp32"} : variants;
     std::vector<std::unique_ptr<Backbone>> nets;
-    for (int t : thread_list) {
-      BackboneOptions o;
-      o.profile = profile;
-      nets.push_back(std::make_unique<Backbone>(graph, bundle, size_t(t), o));
+    std::vector<int> net_threads;
+    std::vector<std::string> net_variant;
+    for (auto& v : variant_list) {
+      for (int t : thread_list) {
+        BackboneOptions o;
+        o.profile = profile;
+        std::stringstream ss(v);
+        std::string part;
+        while (std::getline(ss, part, '+')) {
+          if (part == "int8") o.int8 = true;
+          if (part == "int8-all") o.int8 = o.int8_first_conv = true;
+          if (part == "transient") o.transient_indirection = true;
+          if (part == "cache") o.weights_cache = true;
+        }
+        nets.push_back(std::make_unique<Backbone>(graph, bundle, size_t(t), o));
+        net_threads.push_back(t);
+        net_variant.push_back(v);
+      }
     }
     std::vector<float> feats(size_t(max_batch) * graph.feature_dim), logits(size_t(max_batch) * std::max(1, graph.num_logits));
     float* logits_p = graph.num_logits ? logits.data() : nullptr;
@@ -145,7 +329,7 @@ void register_bench(CLI::App& app) {
     struct Config { size_t net; int threads, batch; std::vector<double> ms; };
     std::vector<Config> configs;
     for (size_t n = 0; n < nets.size(); ++n)
-      for (int b : batch_list) configs.push_back({n, thread_list[n], b, {}});
+      for (int b : batch_list) configs.push_back({n, net_threads[n], b, {}});
     for (auto& c : configs)
       for (int w = 0; w < warmup; ++w) nets[c.net]->run(inputs.data(), size_t(c.batch), feats.data(), logits_p);
     for (int r = 0; r < runs; ++r) {
@@ -157,20 +341,50 @@ void register_bench(CLI::App& app) {
     }
     if (!as_json) {
       std::printf("\nbackbone only (preprocessed photos in memory), ms per image:\n");
-      std::printf("%8s %6s %9s %9s %9s %9s %9s %8s\n", "threads", "batch", "median", "q1", "q3", "min", "max", "img/s");
+      std::printf("%-16s %8s %6s %9s %9s %9s %9s %9s %8s\n", "variant", "threads", "batch", "median", "q1", "q3", "min", "max", "img/s");
     }
     for (auto& c : configs) {
       const Stats s = stats_of(c.ms);
       if (as_json) {
-        std::printf("%s\n", json({{"bench", "native-backbone"}, {"engine", "petal-native"}, {"threads", c.threads},
+        std::printf("%s\n", json({{"bench", "native-backbone"}, {"engine", "petal-native"}, {"variant", net_variant[c.net]}, {"threads", c.threads},
                                   {"batch", c.batch}, {"size", graph.input_h}, {"runs", runs},
                                   {"ms_per_image", {{"median", s.median}, {"q1", s.q1}, {"q3", s.q3}, {"min", s.min}, {"max", s.max}}},
                                   {"images_per_s", 1000.0 / s.median}, {"machine", machine}})
                                 .dump()
                                 .c_str());
       } else {
-        std::printf("%8d %6d %9.2f %9.2f %9.2f %9.2f %9.2f %8.2f\n", c.threads, c.batch, s.median, s.q1, s.q3, s.min, s.max,
-                    1000.0 / s.median);
+        std::printf("%-16s %8d %6d %9.2f %9.2f %9.2f %9.2f %9.2f %8.2f\n", net_variant[c.net].c_str(), c.threads, c.batch, s.median,
+                    s.q1, s.q3, s.min, s.max, 1000.0 / s.median);
+      }
+    }
+
+    // Agreement of each variant with the first one on the largest batch: max |diff| / max |f|,
+    // and the lowest cosine similarity of an image's features.
+    if (nets.size() > 1) {
+      std::vector<float> ref(size_t(max_batch) * graph.feature_dim), got(ref.size());
+      nets[0]->run(inputs.data(), size_t(max_batch), ref.data(), logits_p);
+      if (!as_json) std::printf("\nfeatures compared with %s on %d photos:\n", net_variant[0].c_str(), max_batch);
+      for (size_t n = 1; n < nets.size(); ++n) {
+        nets[n]->run(inputs.data(), size_t(max_batch), got.data(), logits_p);
+        double md = 0, mx = 0, min_cos = 1;
+        for (int i = 0; i < max_batch; ++i) {
+          double dot = 0, na = 0, nb = 0;
+          for (int j = 0; j < graph.feature_dim; ++j) {
+            const size_t k = size_t(i) * graph.feature_dim + j;
+            md = std::max(md, double(std::fabs(ref[k] - got[k])));
+            mx = std::max(mx, double(std::fabs(ref[k])));
+            dot += double(ref[k]) * got[k], na += double(ref[k]) * ref[k], nb += double(got[k]) * got[k];
+          }
+          min_cos = std::min(min_cos, dot / std::sqrt(na * nb));
+        }
+        if (as_json)
+          std::printf("%s\n", json({{"bench", "native-agreement"}, {"variant", net_variant[n]}, {"threads", net_threads[n]},
+                                    {"reference", net_variant[0]}, {"max_rel_diff", md / mx}, {"min_cosine", min_cos}})
+                                  .dump()
+                                  .c_str());
+        else
+          std::printf("  %-16s %d thread(s): max |diff| %.3g of max %.3g (%.2g), lowest cosine %.6f\n", net_variant[n].c_str(),
+                      net_threads[n], md, mx, md / mx, min_cos);
       }
     }
 
@@ -202,14 +416,14 @@ void register_bench(CLI::App& app) {
         if (as_json) {
           json ops = json::array();
           for (auto& o : med) ops.push_back({{"op", o.name}, {"ms", o.ms}});
-          std::printf("%s\n", json({{"bench", "native-profile"}, {"threads", thread_list[n]}, {"batch", 1},
+          std::printf("%s\n", json({{"bench", "native-profile"}, {"variant", net_variant[n]}, {"threads", net_threads[n]}, {"batch", 1},
                                     {"total_ms", total}, {"operators", ops}})
                                   .dump()
                                   .c_str());
           continue;
         }
-        std::printf("\nper-operator profile, %d thread(s), batch 1 (median of 5 runs): %.2f ms in %zu operators\n",
-                    thread_list[n], total, med.size());
+        std::printf("\nper-operator profile, %s, %d thread(s), batch 1 (median of 5 runs): %.2f ms in %zu operators\n",
+                    net_variant[n].c_str(), net_threads[n], total, med.size());
         for (auto& [name, v] : by_type)
           std::printf("  %-52s %4d ops %8.2f ms %5.1f%%\n", name.c_str(), v.second, v.first, 100 * v.first / total);
         std::printf("  slowest operators (execution index):\n");
@@ -246,15 +460,15 @@ void register_bench(CLI::App& app) {
         const double total_s = (now_ms() - t0) / 1000.0;
         const size_t done = photo_files.size() - failed;
         if (as_json) {
-          std::printf("%s\n", json({{"bench", "native-photos"}, {"engine", "petal-native"}, {"threads", thread_list[n]},
+          std::printf("%s\n", json({{"bench", "native-photos"}, {"engine", "petal-native"}, {"variant", net_variant[n]}, {"threads", net_threads[n]},
                                     {"photos", done}, {"seconds", total_s}, {"images_per_s", double(done) / total_s},
                                     {"decode_resize_ms_per_image", decode_ms / double(done)},
                                     {"backbone_ms_per_image", net_ms / double(done)}, {"machine", machine}})
                                   .dump()
                                   .c_str());
         } else {
-          std::printf("  %d thread(s): %.2f images/s (%zu photos in %.1f s; decode+resize %.1f ms, backbone %.1f ms per image)\n",
-                      thread_list[n], double(done) / total_s, done, total_s, decode_ms / double(done), net_ms / double(done));
+          std::printf("  %s, %d thread(s): %.2f images/s (%zu photos in %.1f s; decode+resize %.1f ms, backbone %.1f ms per image)\n",
+                      net_variant[n].c_str(), net_threads[n], double(done) / total_s, done, total_s, decode_ms / double(done), net_ms / double(done));
         }
       }
     }
