@@ -68,9 +68,11 @@ Engine::Engine(const Bundle& bundle, size_t threads) {
     const Tensor& l = bundle.get("bank.labels");
     if (f.shape.size() != 2 || f.shape[1] != size_t(g.feature_dim) || l.numel() != f.shape[0])
       throw Error("the model bundle's feature bank has the wrong shape");
-    std::vector<int32_t> labels(l.data.begin(), l.data.end());
-    for (int32_t y : labels)
-      if (y < 0 || y >= int(class_names_.size())) throw Error("the model bundle's feature bank has a label outside its classes");
+    std::vector<int32_t> labels;
+    for (float y : l.data) {  // check before converting: a float out of int range is undefined
+      if (!(y >= 0 && y < float(class_names_.size()))) throw Error("the model bundle's feature bank has a label outside its classes");
+      labels.push_back(int32_t(y));
+    }
     set_bank(f.data, std::move(labels));
   }
 }

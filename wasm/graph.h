@@ -30,6 +30,9 @@ struct Graph {
 
   std::string to_json() const;
   static Graph from_json(const std::string& text);  // validates; throws petal::Error
+  // Throws petal::Error unless the graph is one the backbone can build: inputs defined before
+  // use, sane kernel/stride/padding, matching channels and shapes, features/logits consistent.
+  void validate() const;
   // Parameter count of the ops (weights + biases).
   size_t param_count() const;
 };

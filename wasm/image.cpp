@@ -57,6 +57,56 @@ bool jpeg_complete(const uint8_t* d, size_t n) {
   return false;
 }
 
+// Debian's stb_image (git 2022-09-08) builds a Huffman table from a DHT segment without checking
+// that its 16 code counts add up to at most 256 symbols; more overruns the table (a heap
+// overflow, found by fuzz/fuzz_image). Upstream fixed it later. So we walk every marker segment
+// stb_image would reach, the way it does (before the first scan: segment by segment, skipping
+// stray bytes; after a scan's header: through the entropy-coded data to the next marker, as
+// its bit reader does) and refuse a DHT that stb_image would overrun on. Conservative: where
+// stb_image stops early, we keep checking.
+bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
+  auto be16 = [&](size_t i) { return i + 2 <= n ? size_t(d[i]) << 8 | d[i + 1] : 0; };
+  auto dht_ok = [&](size_t i) {  // i: the segment's length field
+    const size_t len = be16(i);
+    if (len < 2) return true;  // stb_image refuses it
+    size_t p = i + 2, end = std::min(n, i + len);
+    while (p < end) {
+      if (p + 17 > n) return true;  // stb_image reads zeros past the end: counts of 0
+      size_t sum = 0;
+      for (int k = 1; k <= 16; ++k) sum += d[p + k];
+      if (sum > 256) return false;
+      p += 17 + sum;
+    }
+    return true;
+  };
+  size_t i = 2;
+  bool in_scan = false;
+  while (i + 1 < n) {
+    if (in_scan) {  // entropy-coded data: 0xFF 0x00 is a data byte, 0xFF 0xD0..D7 a restart
+      if (d[i] != 0xFF) { ++i; continue; }
+      size_t j = i + 1;
+      while (j < n && d[j] == 0xFF) ++j;
+      if (j >= n) break;
+      if (d[j] == 0x00 || (d[j] >= 0xD0 && d[j] <= 0xD7)) { i = j + 1; continue; }
+      in_scan = false;
+      i = j - 1;  // d[i] == 0xFF, d[i + 1] the marker
+    }
+    if (d[i] != 0xFF) { ++i; continue; }  // stray byte between segments
+    size_t j = i + 1;
+    while (j < n && d[j] == 0xFF) ++j;  // fill bytes
+    if (j >= n) break;
+    const uint8_t m = d[j];
+    if (m == 0xD9) break;                                   // end of image
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i = j + 1; continue; }
+    if (m == 0xC4 && !dht_ok(j + 1)) return false;
+    const size_t len = be16(j + 1);
+    if (len < 2) return true;  // stb_image stops here
+    i = j + 1 + len;
+    if (m == 0xDA) in_scan = true;
+  }
+  return true;
+}
+
 // A GIF cut short ends inside its first image's data; stb_image would return the part it has
 // and leave the rest as background. Walk the blocks to the end of the first image.
 bool gif_complete(const uint8_t* d, size_t n) {
@@ -189,6 +239,8 @@ ImageInfo probe_image(const uint8_t* data, size_t size) {
     throw Error("the image is " + std::to_string(w) + "x" + std::to_string(h) + " (" + std::to_string(px / 1000000) +
                 " megapixels); the limit is " + std::to_string(limits::kMaxImagePixels / 1000000) +
                 " megapixels and " + std::to_string(limits::kMaxImageSide) + " pixels a side; scale it down first");
+  if (info.format == "jpeg" && !jpeg_huffman_tables_ok(data, size))  // before stb_image parses them
+    throw Error("the JPEG is damaged (a Huffman table holds more than 256 codes); it cannot be read safely");
   if (!stbi_info_from_memory(data, int(size), &sw, &sh, &c))
     throw Error("the " + info.format + " file is damaged or unsupported (" + std::string(stbi_failure_reason()) + ")");
   info.width = int(w);

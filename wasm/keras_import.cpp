@@ -1,5 +1,6 @@
 #include "keras_import.h"
 
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -14,10 +15,26 @@ using nlohmann::json;
 
 namespace {
 
+// An integer from the model's JSON. nlohmann converts numbers with a plain cast, which is
+// undefined for floats out of range; a model file is untrusted input.
+int as_int(const json& v) {
+  if (!v.is_number_integer()) throw Error("the model's configuration has '" + v.dump().substr(0, 40) + "' where a whole number belongs");
+  if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t(INT_MAX) : (v.get<int64_t>() < INT_MIN || v.get<int64_t>() > INT_MAX))
+    throw Error("the model's configuration has the out-of-range number " + v.dump());
+  return int(v.get<int64_t>());
+}
+
 struct Value {          // what a Keras layer's output is in our graph
   std::string name;     // our value name
   std::array<int, 4> pad{0, 0, 0, 0};  // pending zero padding (from ZeroPadding2D)
 };
+
+// nlohmann's message without its "[json.exception.type_error.302] " prefix.
+std::string json_reason(const json::exception& e) {
+  std::string w = e.what();
+  const size_t p = w.find("] ");
+  return p == std::string::npos ? w : w.substr(p + 2);
+}
 
 std::vector<std::string> inbound_names(const json& layer) {
   std::vector<std::string> r;
@@ -33,14 +50,18 @@ std::vector<std::string> inbound_names(const json& layer) {
 
 std::array<int, 4> zero_padding(const json& cfg) {  // Keras ((top,bottom),(left,right)) or int
   const json& p = cfg.at("padding");
-  if (p.is_number()) { int v = p; return {v, v, v, v}; }
-  if (p.at(0).is_number()) { int a = p[0], b = p[1]; return {a, b, a, b}; }
-  return {p[0][0].get<int>(), p[1][1].get<int>(), p[0][1].get<int>(), p[1][0].get<int>()};
+  std::array<int, 4> r;
+  if (p.is_number()) { int v = as_int(p); r = {v, v, v, v}; }
+  else if (p.at(0).is_number()) { int a = as_int(p.at(0)), b = as_int(p.at(1)); r = {a, b, a, b}; }
+  else r = {as_int(p.at(0).at(0)), as_int(p.at(1).at(1)), as_int(p.at(0).at(1)), as_int(p.at(1).at(0))};
+  for (int v : r)
+    if (v < 0 || v > 1024) throw Error("layer '" + cfg.value("name", "?") + "' has an invalid padding");
+  return r;
 }
 
 }  // namespace
 
-ImportedBackbone import_keras_layers(const std::string& layers_text, const WeightLookup& weights) {
+static ImportedBackbone import_keras_layers_impl(const std::string& layers_text, const WeightLookup& weights) {
   json layers;
   try {
     layers = json::parse(layers_text);
@@ -86,8 +107,8 @@ ImportedBackbone import_keras_layers(const std::string& layers_text, const Weigh
     if (cls == "InputLayer") {
       auto shape = cfg.at("batch_input_shape");
       if (shape.size() != 4 || shape[3] != 3) throw Error("the model's input is not an RGB image (NHWC, 3 channels)");
-      if (shape[1].is_number()) g.input_h = shape[1];
-      if (shape[2].is_number()) g.input_w = shape[2];
+      if (shape[1].is_number()) g.input_h = as_int(shape[1]);
+      if (shape[2].is_number()) g.input_w = as_int(shape[2]);
       values[name] = Value{"input", {0, 0, 0, 0}};
     } else if (cls == "ZeroPadding2D") {
       Value v = input_of(l, 1)[0];
@@ -101,13 +122,15 @@ ImportedBackbone import_keras_layers(const std::string& layers_text, const Weigh
       op.name = name;
       op.inputs = {in.name};
       auto ks = cls == "Conv2D" ? cfg.at("kernel_size") : cfg.at("pool_size");
-      op.kh = ks[0];
-      op.kw = ks[1];
-      op.sh = cfg.at("strides")[0];
-      op.sw = cfg.at("strides")[1];
+      op.kh = as_int(ks.at(0));
+      op.kw = as_int(ks.at(1));
+      op.sh = as_int(cfg.at("strides").at(0));
+      op.sw = as_int(cfg.at("strides").at(1));
+      if (op.kh < 1 || op.kw < 1 || op.sh < 1 || op.sw < 1 || op.kh > 64 || op.kw > 64 || op.sh > 64 || op.sw > 64)
+        throw Error("layer '" + name + "' has an invalid kernel size or stride");
       if (cfg.value("data_format", "channels_last") != "channels_last")
         throw Error("layer '" + name + "' is channels_first: unsupported");
-      if (cls == "Conv2D" && (cfg.value("dilation_rate", json::array({1, 1}))[0] != 1 || cfg.value("groups", 1) != 1))
+      if (cls == "Conv2D" && (cfg.value("dilation_rate", json::array({1, 1})) != json::array({1, 1}) || cfg.value("groups", json(1)) != json(1)))
         throw Error("layer '" + name + "' uses dilation or groups: unsupported");
       const std::string padding = cfg.at("padding");
       if (padding == "same") {
@@ -132,7 +155,7 @@ ImportedBackbone import_keras_layers(const std::string& layers_text, const Weigh
           throw Error("weight '" + name + "/kernel' has the wrong shape");
         op.cin = int(k.shape[2]);
         op.cout = int(k.shape[3]);
-        if (op.cout != cfg.at("filters").get<int>()) throw Error("weight '" + name + "/kernel' does not match 'filters'");
+        if (op.cout != as_int(cfg.at("filters"))) throw Error("weight '" + name + "/kernel' does not match 'filters'");
         Tensor w, b;
         w.shape = {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)};
         w.data.resize(w.numel());
@@ -167,7 +190,7 @@ ImportedBackbone import_keras_layers(const std::string& layers_text, const Weigh
       Op& conv = foldable_producer(in_name, in, name);
       if (conv.kind != Op::Conv || conv.relu) throw Error("layer '" + name + "' does not follow a convolution: unsupported");
       auto axis = cfg.at("axis");
-      int ax = axis.is_array() ? axis[0].get<int>() : axis.get<int>();
+      int ax = as_int(axis.is_array() ? axis.at(0) : axis);
       if (ax != 3 && ax != -1) throw Error("layer '" + name + "' normalises axis " + std::to_string(ax) + ": unsupported");
       const double eps = cfg.at("epsilon");
       const size_t C = size_t(conv.cout);
@@ -245,7 +268,11 @@ ImportedBackbone import_keras_layers(const std::string& layers_text, const Weigh
         for (int o = 0; o < op.cout; ++o) w.data[size_t(o) * op.cin + i] = k.data[size_t(i) * op.cout + o];
       b.shape = {size_t(op.cout)};
       b.data.assign(op.cout, 0.f);
-      if (cfg.value("use_bias", true)) b.data = need(name + "/bias", name).data;
+      if (cfg.value("use_bias", true)) {
+        const Tensor& kb = need(name + "/bias", name);
+        if (kb.numel() != size_t(op.cout)) throw Error("weight '" + name + "/bias' has the wrong shape");
+        b.data = kb.data;
+      }
       m.tensors[name + ".weight"] = std::move(w);
       m.tensors[name + ".bias"] = std::move(b);
       producer[op.name] = g.ops.size();
@@ -282,11 +309,20 @@ ImportedBackbone import_keras_layers(const std::string& layers_text, const Weigh
     }
   }
   g.feature_dim = channels[g.features];
+  g.validate();  // what a bundle reader will check: refuse it now rather than at load time
   return m;
 }
 
-ImportedBackbone import_tfjs(const std::string& model_json,
-                             const std::function<std::vector<uint8_t>(const std::string&)>& read_shard) {
+ImportedBackbone import_keras_layers(const std::string& layers_text, const WeightLookup& weights) {
+  try {
+    return import_keras_layers_impl(layers_text, weights);
+  } catch (const json::exception& e) {  // a key missing or of the wrong type in the layer list
+    throw Error(std::string("the model's layer list is malformed (") + json_reason(e) + ")");
+  }
+}
+
+static ImportedBackbone import_tfjs_impl(const std::string& model_json,
+                                        const std::function<std::vector<uint8_t>(const std::string&)>& read_shard) {
   json mj;
   try {
     mj = json::parse(model_json);
@@ -312,8 +348,14 @@ ImportedBackbone import_tfjs(const std::string& model_json,
       if (w.value("dtype", "float32") != "float32" || w.contains("quantization"))
         throw Error("weight '" + name + "' is not plain float32 (quantized TF.js models are unsupported)");
       Tensor t;
-      t.shape = w.at("shape").get<std::vector<size_t>>();
-      const size_t bytes = t.numel() * 4;
+      size_t numel = 1;  // bounded by the shard bytes, so the product cannot overflow
+      for (auto& d : w.at("shape")) {
+        const int v = as_int(d);
+        if (v < 0) throw Error("weight '" + name + "' has a negative dimension");
+        t.shape.push_back(size_t(v));
+        numel = v == 0 || numel == 0 ? 0 : numel > buf.size() / 4 / size_t(v) ? buf.size() + 1 : numel * size_t(v);
+      }
+      const size_t bytes = numel > buf.size() ? buf.size() + 1 : numel * 4;
       if (off + bytes > buf.size())
         throw Error("the weight shards end before weight '" + name + "'; a shard file is missing or truncated");
       t.data.resize(t.numel());
@@ -328,6 +370,15 @@ ImportedBackbone import_tfjs(const std::string& model_json,
     return it == raw.end() ? nullptr : &it->second;
   };
   return import_keras_layers(cfg.at("config").at("layers").dump(), lookup);
+}
+
+ImportedBackbone import_tfjs(const std::string& model_json,
+                             const std::function<std::vector<uint8_t>(const std::string&)>& read_shard) {
+  try {
+    return import_tfjs_impl(model_json, read_shard);
+  } catch (const json::exception& e) {
+    throw Error(std::string("model.json is malformed (") + json_reason(e) + "); it is not a TensorFlow.js layers model Petal can read");
+  }
 }
 
 static std::vector<uint8_t> read_file(const std::string& path) {
