@@ -37,29 +37,42 @@ struct Topology {
   std::vector<std::string> weighted;  // layers with weights, in order
 };
 
+// Two Keras ResNet-50s ship weights files of the same name:
+//  - K2017: keras-applications resnet50.py, weights from fchollet/deep-learning-models v0.2
+//    (layers conv1, bn_conv1, res2a_branch2a, ..., fc1000; BatchNormalization epsilon 1e-3);
+//    the TF.js package's model.json is this one.
+//  - K2019: keras.applications.resnet (tf.keras 2.x, Keras 3), weights from
+//    storage.googleapis.com/tensorflow/keras-applications/resnet/ (layers conv1_conv, conv1_bn,
+//    conv2_block1_1_conv, ..., predictions; epsilon 1.001e-5; Add([shortcut, x])).
+enum class Naming { K2017, K2019 };
+
 class ResNet50Builder {
  public:
-  explicit ResNet50Builder(bool include_top) {
+  explicit ResNet50Builder(bool include_top, Naming naming = Naming::K2017)
+      : k19_(naming == Naming::K2019), eps_(k19_ ? 1.001e-5 : 0.001) {
     add("input_1", "InputLayer", {{"batch_input_shape", {nullptr, 224, 224, 3}}, {"dtype", "float32"}, {"sparse", false}}, {});
     add("conv1_pad", "ZeroPadding2D", {{"padding", {{3, 3}, {3, 3}}}, {"data_format", "channels_last"}}, {"input_1"});
-    std::string x = conv("conv1", "conv1_pad", 3, 64, 7, 2, "valid");
-    x = relu(bn("bn_conv1", x, 64));
+    std::string x = conv(k19_ ? "conv1_conv" : "conv1", "conv1_pad", 3, 64, 7, 2, "valid");
+    x = relu(bn(k19_ ? "conv1_bn" : "bn_conv1", x, 64), k19_ ? "conv1_relu" : "");
     add("pool1_pad", "ZeroPadding2D", {{"padding", {{1, 1}, {1, 1}}}, {"data_format", "channels_last"}}, {x});
-    add("max_pooling2d", "MaxPooling2D",
+    const std::string pool = k19_ ? "pool1_pool" : "max_pooling2d";
+    add(pool, "MaxPooling2D",
         {{"pool_size", {3, 3}}, {"padding", "valid"}, {"strides", {2, 2}}, {"data_format", "channels_last"}}, {"pool1_pad"});
-    x = "max_pooling2d";
+    x = pool;
     int c = 64;
     const struct { int stage, blocks, f1, f3, stride; } stages[] = {
         {2, 3, 64, 256, 1}, {3, 4, 128, 512, 2}, {4, 6, 256, 1024, 2}, {5, 3, 512, 2048, 2}};
     for (auto& s : stages)
       for (int b = 0; b < s.blocks; ++b) {
-        x = block(x, s.stage, char('a' + b), c, s.f1, s.f3, b == 0 ? s.stride : 0);
+        x = k19_ ? block2019(x, s.stage, b + 1, c, s.f1, s.f3, b == 0 ? s.stride : 0)
+                 : block(x, s.stage, char('a' + b), c, s.f1, s.f3, b == 0 ? s.stride : 0);
         c = s.f3;
       }
     add("avg_pool", "GlobalAveragePooling2D", {{"data_format", "channels_last"}}, {x});
     if (include_top) {
-      add("fc1000", "Dense", {{"units", 1000}, {"activation", "softmax"}, {"use_bias", true}}, {"avg_pool"});
-      weights("fc1000", {{"kernel", {2048, 1000}}, {"bias", {1000}}});
+      const std::string fc = k19_ ? "predictions" : "fc1000";
+      add(fc, "Dense", {{"units", 1000}, {"activation", "softmax"}, {"use_bias", true}}, {"avg_pool"});
+      weights(fc, {{"kernel", {2048, 1000}}, {"bias", {1000}}});
     }
   }
   Topology take() { return std::move(t_); }
@@ -92,13 +105,13 @@ class ResNet50Builder {
   }
   std::string bn(const std::string& name, const std::string& in, int c) {
     add(name, "BatchNormalization",
-        {{"axis", {3}}, {"momentum", 0.99}, {"epsilon", 0.001}, {"center", true}, {"scale", true}}, {in});
+        {{"axis", {3}}, {"momentum", 0.99}, {"epsilon", eps_}, {"center", true}, {"scale", true}}, {in});
     const std::vector<size_t> s{size_t(c)};
     weights(name, {{"gamma", s}, {"beta", s}, {"moving_mean", s}, {"moving_variance", s}});
     return name;
   }
-  std::string relu(const std::string& in) {
-    const std::string name = acts_ ? "activation_" + std::to_string(acts_) : "activation";
+  std::string relu(const std::string& in, std::string name = "") {
+    if (name.empty()) name = acts_ ? "activation_" + std::to_string(acts_) : "activation";
     ++acts_;
     add(name, "Activation", {{"activation", "relu"}}, {in});
     return name;
@@ -124,7 +137,22 @@ class ResNet50Builder {
     return relu(name);
   }
 
+  // keras.applications.resnet's block1 (stride > 0: projection shortcut).
+  std::string block2019(const std::string& in, int stage, int b, int cin, int f1, int f3, int stride) {
+    const std::string n = "conv" + std::to_string(stage) + "_block" + std::to_string(b);
+    const int s = stride > 0 ? stride : 1;
+    std::string shortcut = in;
+    if (stride > 0) shortcut = bn(n + "_0_bn", conv(n + "_0_conv", in, cin, f3, 1, s, "valid"), f3);
+    std::string x = relu(bn(n + "_1_bn", conv(n + "_1_conv", in, cin, f1, 1, s, "valid"), f1), n + "_1_relu");
+    x = relu(bn(n + "_2_bn", conv(n + "_2_conv", x, f1, f1, 3, 1, "same"), f1), n + "_2_relu");
+    x = bn(n + "_3_bn", conv(n + "_3_conv", x, f1, f3, 1, 1, "valid"), f3);
+    add(n + "_add", "Add", json::object(), {shortcut, x});
+    return relu(n + "_add", n + "_out");
+  }
+
   Topology t_;
+  bool k19_;
+  double eps_;
   int acts_ = 0, adds_ = 0;
 };
 
@@ -327,11 +355,12 @@ ImportedBackbone import_from(hid_t fapl, const std::string& open_name, const std
   if (!file.ok()) throw Error(what + " is damaged: the HDF5 library cannot open it");
   ImportedBackbone m;
   {
-    // Which file is it? With top (fc1000) or without.
+    // Which file is it? Which Keras naming, with top (fc1000/predictions) or without.
     const Topology probe = ResNet50Builder(false).take();
     H5Weights w(file, what, probe);
-    const bool top = w.has_layer("fc1000");
-    const Topology topo = ResNet50Builder(top).take();
+    const Naming naming = w.has_layer("conv1_conv") ? Naming::K2019 : Naming::K2017;
+    const bool top = w.has_layer(naming == Naming::K2019 ? "predictions" : "fc1000");
+    const Topology topo = ResNet50Builder(top, naming).take();
     H5Weights weights(file, what, topo);
     m = import_keras_layers(topo.layers.dump(), [&](const std::string& k) { return weights.get(k); });
   }

@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -179,6 +181,59 @@ TEST_F(KerasH5, NotopKeras1NamesGivesGoldenFeatures) {
   }
   EXPECT_GT(max_ref, 1.f);
   EXPECT_LE(max_err, 2e-4f * max_ref) << "features differ from the golden ones by " << max_err;
+}
+
+// The other Keras ResNet-50 weights file (keras.applications.resnet: conv1_conv, conv2_block1_1_conv,
+// ..., predictions; BatchNormalization epsilon 1.001e-5): the same network, folded with its own
+// epsilon. Reference: the TF.js layer list with that epsilon, imported from the same weights.
+TEST_F(KerasH5, Keras2019NamingFoldsWithItsEpsilon) {
+  const std::string f = path("keras2019_resnet50_weights_tf_dim_ordering_tf_kernels.h5");
+  write_keras_h5(f, keras2019_layers(*model_, true));
+  ImportedBackbone m = import_keras_h5(f);
+  std::filesystem::remove(f);
+  json layers = model_->layers;
+  for (auto& l : layers)
+    if (l["class_name"] == "BatchNormalization") l["config"]["epsilon"] = 1.001e-5;
+  ImportedBackbone ref = import_keras_layers(layers.dump(), [&](const std::string& k) -> const Tensor* {
+    auto it = model_->weights.find(k);
+    return it == model_->weights.end() ? nullptr : &it->second;
+  });
+  ASSERT_EQ(m.graph.ops.size(), ref.graph.ops.size());
+  EXPECT_EQ(m.graph.feature_dim, 2048);
+  EXPECT_EQ(m.graph.logits, "predictions");
+  EXPECT_EQ(m.graph.num_logits, 1000);
+  size_t convs = 0;
+  for (const Op& op : ref.graph.ops) {
+    if (op.kind != Op::Conv && op.kind != Op::Dense) continue;
+    const std::string name = keras2019_name(op.name);
+    auto it = std::find_if(m.graph.ops.begin(), m.graph.ops.end(), [&](const Op& o) { return o.name == name; });
+    ASSERT_NE(it, m.graph.ops.end()) << name;
+    EXPECT_EQ(std::tie(it->kind, it->kh, it->kw, it->sh, it->sw, it->pad, it->same, it->relu, it->cin, it->cout),
+              std::tie(op.kind, op.kh, op.kw, op.sh, op.sw, op.pad, op.same, op.relu, op.cin, op.cout))
+        << name;
+    for (const char* part : {".weight", ".bias"}) {
+      const Tensor& a = m.tensors.at(name + part);
+      const Tensor& b = ref.tensors.at(op.name + part);
+      ASSERT_EQ(a.shape, b.shape) << name << part;
+      EXPECT_EQ(std::memcmp(a.data.data(), b.data.data(), b.data.size() * 4), 0) << name << part << " differs";
+    }
+    ++convs;
+  }
+  EXPECT_EQ(convs, 54u);  // 53 convolutions and the classifier
+  // Same features from both graphs (the Add inputs come in the other order).
+  auto in = slurp(data_dir() + "/golden/inputs_224.f32");
+  ASSERT_GE(in.size(), size_t(224 * 224 * 3 * 4));
+  std::vector<float> fa(2048), fb(2048);
+  Bundle ba = make_backbone_bundle(m, {}), bb = make_backbone_bundle(ref, {});
+  Backbone(m.graph, ba, 1).run(reinterpret_cast<const float*>(in.data()), 1, fa.data());
+  Backbone(ref.graph, bb, 1).run(reinterpret_cast<const float*>(in.data()), 1, fb.data());
+  float max_ref = 0, max_err = 0;
+  for (size_t i = 0; i < 2048; ++i) {
+    max_ref = std::max(max_ref, std::abs(fb[i]));
+    max_err = std::max(max_err, std::abs(fa[i] - fb[i]));
+  }
+  EXPECT_GT(max_ref, 1.f);
+  EXPECT_LE(max_err, 1e-5f * max_ref);
 }
 
 TEST_F(KerasH5, RefusesFilesThatAreNotHdf5) {

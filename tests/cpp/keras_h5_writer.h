@@ -111,6 +111,34 @@ inline std::vector<H5Layer> keras_layers(const TfjsModel& m, bool include_top, b
   return r;
 }
 
+// The keras.applications.resnet (2019+) name of a keras-applications resnet50.py (2017) layer
+// that has weights: conv1 → conv1_conv, bn2a_branch2b → conv2_block1_2_bn, fc1000 → predictions.
+inline std::string keras2019_name(const std::string& n) {
+  if (n == "conv1") return "conv1_conv";
+  if (n == "bn_conv1") return "conv1_bn";
+  if (n == "fc1000") return "predictions";
+  const bool is_bn = n.rfind("bn", 0) == 0;
+  const size_t p = is_bn ? 2 : 3;  // after "bn" or "res"
+  if (n.size() < p + 9 || n.compare(p + 2, 7, "_branch") != 0) return n;
+  const std::string stage(1, n[p]);
+  const int block = n[p + 1] - 'a' + 1;
+  const std::string branch = n.substr(p + 9);
+  const std::string k = branch == "1" ? "0" : branch == "2a" ? "1" : branch == "2b" ? "2" : "3";
+  return "conv" + stage + "_block" + std::to_string(block) + "_" + k + (is_bn ? "_bn" : "_conv");
+}
+
+// The weighted layers of keras_layers() under their keras.applications.resnet names.
+inline std::vector<H5Layer> keras2019_layers(const TfjsModel& m, bool include_top) {
+  std::vector<H5Layer> r;
+  for (auto& l : keras_layers(m, include_top)) {
+    if (l.weights.empty()) continue;
+    H5Layer h{keras2019_name(l.name), l.weights};
+    for (auto& w : h.weights) w.name = h.name + w.name.substr(l.name.size());
+    r.push_back(std::move(h));
+  }
+  return r;
+}
+
 namespace detail {
 inline void check(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(std::string("HDF5 writer: ") + what);
