@@ -1,0 +1,472 @@
+// Petal's thread pool, behind pthreadpool's C API (the subset XNNPACK and the engine call).
+//
+// Why not pthreadpool itself: pthreadpool splits every parallel operation into one range per
+// thread and the calling thread then waits until every worker has woken up, even a worker whose
+// whole range the caller has already stolen and finished. When the cores are shared with other
+// busy processes (a browser with other tabs, a build, other users of a small VM) a worker is often
+// not scheduled for a whole time slice, so each of ResNet-50's ~90 operators waits several
+// milliseconds: on this project's 2-core machine under load, 2 threads ran 4-5 times slower than 1.
+// Here the caller and the workers take chunks of the operation from one shared counter, and the
+// caller only waits for chunks that a worker has actually started; a worker that wakes up late
+// finds nothing left and goes back to sleep. With idle cores it behaves like pthreadpool.
+//
+// How it replaces pthreadpool: this file defines every pthreadpool_* function that XNNPACK and
+// Petal use. It sits in libpetal_engine, which comes before XNNPACK's libpthreadpool.a on the link
+// line, and backbone.cpp references pthreadpool_create, so the linker takes these definitions and
+// never needs libpthreadpool.a's (had it pulled one, the duplicate symbols would fail the link).
+// XNNPACK is not rebuilt; pthreadpool.h is its public header.
+#include <pthreadpool.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PETAL_POOL_X86 1
+#endif
+
+namespace {
+
+// One parallel operation: `items` calls of `run(item, thread)`, handed out in chunks.
+struct Job {
+  void (*run)(const Job&, size_t item, size_t thread) = nullptr;
+  const void* fn = nullptr;  // the caller's task function, cast back by `run`
+  void* ctx = nullptr;
+  size_t items = 0, chunk = 1;
+  size_t r[6] = {0, 0, 0, 0, 0, 0};  // ranges
+  size_t t[2] = {1, 1};              // tiles of the last one or two ranges
+  size_t tiles[6] = {0, 0, 0, 0, 0, 0};
+  uint32_t flags = 0;
+  std::atomic<size_t> next{0};   // next unclaimed item
+  std::atomic<size_t> done{0};   // items finished
+  std::atomic<int> active{0};    // workers inside this job
+};
+
+#ifdef PETAL_POOL_X86
+struct Denormals {  // PTHREADPOOL_FLAG_DISABLE_DENORMALS: flush to zero while the task runs
+  explicit Denormals(bool on) : on_(on) {
+    if (on_) {
+      saved_ = _mm_getcsr();
+      _mm_setcsr(saved_ | 0x8040);  // FTZ | DAZ
+    }
+  }
+  ~Denormals() {
+    if (on_) _mm_setcsr(saved_);
+  }
+  bool on_;
+  unsigned saved_ = 0;
+};
+#else
+struct Denormals {
+  explicit Denormals(bool) {}
+};
+#endif
+
+// Claim and run chunks until none is left.
+void work(Job& j, size_t thread) {
+  Denormals d((j.flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
+  for (;;) {
+    const size_t b = j.next.fetch_add(j.chunk, std::memory_order_relaxed);
+    if (b >= j.items) return;
+    const size_t e = std::min(j.items, b + j.chunk);
+    for (size_t i = b; i < e; ++i) j.run(j, i, thread);
+    j.done.fetch_add(e - b, std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace
+
+struct pthreadpool {
+  size_t threads = 1;  // including the caller
+  std::vector<std::thread> workers;
+  std::mutex m;                       // guards job, generation, stop
+  std::condition_variable wake;       // workers wait here for a job
+  std::condition_variable finished;   // the caller waits here for the last chunks
+  std::atomic<uint64_t> generation{0};
+  Job* job = nullptr;                 // the open job, or null
+  bool stop = false;
+  std::mutex serial;                  // one parallel operation at a time, as pthreadpool
+
+  void worker_loop(size_t index) {
+    uint64_t seen = 0;
+    for (;;) {
+      // A short spin catches the next operator of a network without a sleep/wake round trip.
+      for (int spin = 0; spin < 4000 && generation.load(std::memory_order_acquire) == seen; ++spin) {
+#ifdef PETAL_POOL_X86
+        _mm_pause();
+#endif
+      }
+      Job* j = nullptr;
+      {
+        std::unique_lock<std::mutex> l(m);
+        wake.wait(l, [&] { return stop || generation.load(std::memory_order_relaxed) != seen; });
+        if (stop) return;
+        seen = generation.load(std::memory_order_relaxed);
+        j = job;  // null when the caller already closed it
+        if (j) j->active.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!j) continue;
+      work(*j, index);
+      if (j->active.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> l(m);
+        finished.notify_all();
+      }
+    }
+  }
+
+  void execute(Job& j) {
+    if (j.items == 0) return;
+    if (threads <= 1 || j.items == 1) {
+      Denormals d((j.flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
+      for (size_t i = 0; i < j.items; ++i) j.run(j, i, 0);
+      return;
+    }
+    // Chunks: enough to balance (8 per thread), contiguous so neighbouring tiles share caches.
+    j.chunk = std::max<size_t>(1, j.items / (threads * 8));
+    std::lock_guard<std::mutex> one(serial);
+    {
+      std::lock_guard<std::mutex> l(m);
+      job = &j;
+      generation.fetch_add(1, std::memory_order_release);
+    }
+    wake.notify_all();
+    work(j, 0);
+    std::unique_lock<std::mutex> l(m);
+    job = nullptr;  // late workers find nothing
+    finished.wait(l, [&] {
+      return j.done.load(std::memory_order_acquire) == j.items && j.active.load(std::memory_order_acquire) == 0;
+    });
+  }
+};
+
+namespace {
+
+size_t divide_round_up(size_t n, size_t q) { return (n + q - 1) / q; }
+
+template <class F>
+const Job& prepare(Job& j, F fn, void* ctx, uint32_t flags) {
+  j.fn = reinterpret_cast<const void*>(fn);
+  j.ctx = ctx;
+  j.flags = flags;
+  return j;
+}
+
+}  // namespace
+
+extern "C" {
+
+pthreadpool_t pthreadpool_create(size_t threads_count) {
+  if (threads_count == 0) threads_count = std::max(1u, std::thread::hardware_concurrency());
+  auto* p = new pthreadpool;
+  p->threads = threads_count;
+  for (size_t i = 1; i < threads_count; ++i) p->workers.emplace_back([p, i] { p->worker_loop(i); });
+  return p;
+}
+
+void pthreadpool_destroy(pthreadpool_t p) {
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> l(p->m);
+    p->stop = true;
+    p->generation.fetch_add(1);
+  }
+  p->wake.notify_all();
+  for (auto& w : p->workers) w.join();
+  delete p;
+}
+
+size_t pthreadpool_get_threads_count(pthreadpool_t p) { return p ? p->threads : 1; }
+
+// Run `j` on `p`, or inline on the calling thread when there is no pool.
+static void execute(pthreadpool_t p, Job& j) {
+  if (p) {
+    p->execute(j);
+    return;
+  }
+  Denormals d((j.flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
+  for (size_t i = 0; i < j.items; ++i) j.run(j, i, 0);
+}
+
+void pthreadpool_parallelize_1d(pthreadpool_t p, pthreadpool_task_1d_t fn, void* ctx, size_t range, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.items = range;
+  j.run = [](const Job& j, size_t i, size_t) { reinterpret_cast<pthreadpool_task_1d_t>(j.fn)(j.ctx, i); };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_1d_with_thread(pthreadpool_t p, pthreadpool_task_1d_with_thread_t fn, void* ctx, size_t range,
+                                            uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.items = range;
+  j.run = [](const Job& j, size_t i, size_t t) { reinterpret_cast<pthreadpool_task_1d_with_thread_t>(j.fn)(j.ctx, t, i); };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_1d_tile_1d(pthreadpool_t p, pthreadpool_task_1d_tile_1d_t fn, void* ctx, size_t range,
+                                        size_t tile, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[0] = range;
+  j.t[0] = tile;
+  j.items = divide_round_up(range, tile);
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t s = i * j.t[0];
+    reinterpret_cast<pthreadpool_task_1d_tile_1d_t>(j.fn)(j.ctx, s, std::min(j.t[0], j.r[0] - s));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_2d(pthreadpool_t p, pthreadpool_task_2d_t fn, void* ctx, size_t range_i, size_t range_j,
+                                uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.items = range_i * range_j;
+  j.run = [](const Job& j, size_t i, size_t) {
+    reinterpret_cast<pthreadpool_task_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1]);
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_2d_with_thread(pthreadpool_t p, pthreadpool_task_2d_with_thread_t fn, void* ctx,
+                                            size_t range_i, size_t range_j, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.items = range_i * range_j;
+  j.run = [](const Job& j, size_t i, size_t t) {
+    reinterpret_cast<pthreadpool_task_2d_with_thread_t>(j.fn)(j.ctx, t, i / j.r[1], i % j.r[1]);
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_2d_tile_1d(pthreadpool_t p, pthreadpool_task_2d_tile_1d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t tile_j, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.t[1] = tile_j;
+  j.tiles[1] = divide_round_up(range_j, tile_j);
+  j.items = range_i * j.tiles[1];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t a = i / j.tiles[1], b = (i % j.tiles[1]) * j.t[1];
+    reinterpret_cast<pthreadpool_task_2d_tile_1d_t>(j.fn)(j.ctx, a, b, std::min(j.t[1], j.r[1] - b));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_2d_tile_2d(pthreadpool_t p, pthreadpool_task_2d_tile_2d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t tile_i, size_t tile_j, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[0] = range_i;
+  j.r[1] = range_j;
+  j.t[0] = tile_i;
+  j.t[1] = tile_j;
+  j.tiles[1] = divide_round_up(range_j, tile_j);
+  j.items = divide_round_up(range_i, tile_i) * j.tiles[1];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t a = (i / j.tiles[1]) * j.t[0], b = (i % j.tiles[1]) * j.t[1];
+    reinterpret_cast<pthreadpool_task_2d_tile_2d_t>(j.fn)(j.ctx, a, b, std::min(j.t[0], j.r[0] - a),
+                                                          std::min(j.t[1], j.r[1] - b));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_3d(pthreadpool_t p, pthreadpool_task_3d_t fn, void* ctx, size_t range_i, size_t range_j,
+                                size_t range_k, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.items = range_i * range_j * range_k;
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t k = i % j.r[2], rest = i / j.r[2];
+    reinterpret_cast<pthreadpool_task_3d_t>(j.fn)(j.ctx, rest / j.r[1], rest % j.r[1], k);
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_3d_tile_1d(pthreadpool_t p, pthreadpool_task_3d_tile_1d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.t[1] = tile_k;
+  j.tiles[2] = divide_round_up(range_k, tile_k);
+  j.items = range_i * range_j * j.tiles[2];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t k = (i % j.tiles[2]) * j.t[1], rest = i / j.tiles[2];
+    reinterpret_cast<pthreadpool_task_3d_tile_1d_t>(j.fn)(j.ctx, rest / j.r[1], rest % j.r[1], k,
+                                                          std::min(j.t[1], j.r[2] - k));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_3d_tile_1d_with_thread(pthreadpool_t p, pthreadpool_task_3d_tile_1d_with_thread_t fn,
+                                                    void* ctx, size_t range_i, size_t range_j, size_t range_k,
+                                                    size_t tile_k, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.t[1] = tile_k;
+  j.tiles[2] = divide_round_up(range_k, tile_k);
+  j.items = range_i * range_j * j.tiles[2];
+  j.run = [](const Job& j, size_t i, size_t t) {
+    const size_t k = (i % j.tiles[2]) * j.t[1], rest = i / j.tiles[2];
+    reinterpret_cast<pthreadpool_task_3d_tile_1d_with_thread_t>(j.fn)(j.ctx, t, rest / j.r[1], rest % j.r[1], k,
+                                                                      std::min(j.t[1], j.r[2] - k));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_3d_tile_2d(pthreadpool_t p, pthreadpool_task_3d_tile_2d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t range_k, size_t tile_j, size_t tile_k, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.t[0] = tile_j;
+  j.t[1] = tile_k;
+  j.tiles[1] = divide_round_up(range_j, tile_j);
+  j.tiles[2] = divide_round_up(range_k, tile_k);
+  j.items = range_i * j.tiles[1] * j.tiles[2];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t k = (i % j.tiles[2]) * j.t[1], rest = i / j.tiles[2];
+    const size_t b = (rest % j.tiles[1]) * j.t[0], a = rest / j.tiles[1];
+    reinterpret_cast<pthreadpool_task_3d_tile_2d_t>(j.fn)(j.ctx, a, b, k, std::min(j.t[0], j.r[1] - b),
+                                                          std::min(j.t[1], j.r[2] - k));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_4d(pthreadpool_t p, pthreadpool_task_4d_t fn, void* ctx, size_t range_i, size_t range_j,
+                                size_t range_k, size_t range_l, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.r[3] = range_l;
+  j.items = range_i * range_j * range_k * range_l;
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t l = i % j.r[3];
+    i /= j.r[3];
+    const size_t k = i % j.r[2];
+    i /= j.r[2];
+    reinterpret_cast<pthreadpool_task_4d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l);
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_4d_tile_2d(pthreadpool_t p, pthreadpool_task_4d_tile_2d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t range_k, size_t range_l, size_t tile_k, size_t tile_l,
+                                        uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.r[3] = range_l;
+  j.t[0] = tile_k;
+  j.t[1] = tile_l;
+  j.tiles[2] = divide_round_up(range_k, tile_k);
+  j.tiles[3] = divide_round_up(range_l, tile_l);
+  j.items = range_i * range_j * j.tiles[2] * j.tiles[3];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t l = (i % j.tiles[3]) * j.t[1];
+    i /= j.tiles[3];
+    const size_t k = (i % j.tiles[2]) * j.t[0];
+    i /= j.tiles[2];
+    reinterpret_cast<pthreadpool_task_4d_tile_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l,
+                                                          std::min(j.t[0], j.r[2] - k), std::min(j.t[1], j.r[3] - l));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_5d(pthreadpool_t p, pthreadpool_task_5d_t fn, void* ctx, size_t range_i, size_t range_j,
+                                size_t range_k, size_t range_l, size_t range_m, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.r[3] = range_l;
+  j.r[4] = range_m;
+  j.items = range_i * range_j * range_k * range_l * range_m;
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t m = i % j.r[4];
+    i /= j.r[4];
+    const size_t l = i % j.r[3];
+    i /= j.r[3];
+    const size_t k = i % j.r[2];
+    i /= j.r[2];
+    reinterpret_cast<pthreadpool_task_5d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l, m);
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_5d_tile_2d(pthreadpool_t p, pthreadpool_task_5d_tile_2d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t tile_l,
+                                        size_t tile_m, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.r[3] = range_l;
+  j.r[4] = range_m;
+  j.t[0] = tile_l;
+  j.t[1] = tile_m;
+  j.tiles[3] = divide_round_up(range_l, tile_l);
+  j.tiles[4] = divide_round_up(range_m, tile_m);
+  j.items = range_i * range_j * range_k * j.tiles[3] * j.tiles[4];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t m = (i % j.tiles[4]) * j.t[1];
+    i /= j.tiles[4];
+    const size_t l = (i % j.tiles[3]) * j.t[0];
+    i /= j.tiles[3];
+    const size_t k = i % j.r[2];
+    i /= j.r[2];
+    reinterpret_cast<pthreadpool_task_5d_tile_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l, m,
+                                                          std::min(j.t[0], j.r[3] - l), std::min(j.t[1], j.r[4] - m));
+  };
+  execute(p, j);
+}
+
+void pthreadpool_parallelize_6d_tile_2d(pthreadpool_t p, pthreadpool_task_6d_tile_2d_t fn, void* ctx, size_t range_i,
+                                        size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t range_n,
+                                        size_t tile_m, size_t tile_n, uint32_t flags) {
+  Job j;
+  prepare(j, fn, ctx, flags);
+  j.r[1] = range_j;
+  j.r[2] = range_k;
+  j.r[3] = range_l;
+  j.r[4] = range_m;
+  j.r[5] = range_n;
+  j.t[0] = tile_m;
+  j.t[1] = tile_n;
+  j.tiles[4] = divide_round_up(range_m, tile_m);
+  j.tiles[5] = divide_round_up(range_n, tile_n);
+  j.items = range_i * range_j * range_k * range_l * j.tiles[4] * j.tiles[5];
+  j.run = [](const Job& j, size_t i, size_t) {
+    const size_t n = (i % j.tiles[5]) * j.t[1];
+    i /= j.tiles[5];
+    const size_t m = (i % j.tiles[4]) * j.t[0];
+    i /= j.tiles[4];
+    const size_t l = i % j.r[3];
+    i /= j.r[3];
+    const size_t k = i % j.r[2];
+    i /= j.r[2];
+    reinterpret_cast<pthreadpool_task_6d_tile_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l, m, n,
+                                                          std::min(j.t[0], j.r[4] - m), std::min(j.t[1], j.r[5] - n));
+  };
+  execute(p, j);
+}
+
+}  // extern "C"
