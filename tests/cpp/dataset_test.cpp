@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bundle.h"
 #include "dataset.h"
 #include "error.h"
 #include "feature_cache.h"
+#include "graph.h"
 #include "plot.h"
 #include <stb/stb_image.h>
 
@@ -350,4 +352,32 @@ TEST(Plot, PngsDecodeAndShowWhatWasDrawn) {
   ASSERT_NE(px, nullptr);
   stbi_image_free(px);
   EXPECT_EQ(w, m.width());
+}
+
+// The cache key of a backbone covers what decides the features, nothing else: dropping the
+// ImageNet classifier (export --no-imagenet) or the input size keeps it; any weight changes it.
+TEST(FeatureCacheKey, BackboneIdCoversTheFeaturesOnly) {
+  std::string path;
+  if (const char* p = std::getenv("PETAL_BACKBONE"); p && *p) path = p;
+  else path = std::string(std::getenv("PETAL_CACHE") ? std::getenv("PETAL_CACHE") : "/var/cache/petal") + "/models/resnet50-imagenet.safetensors";
+  ASSERT_TRUE(fs::exists(path)) << "missing the backbone " << path << ": run tools/setup.sh (it runs petal import) or set PETAL_BACKBONE";
+  Bundle b = load_bundle_file(path);
+  const std::string id = backbone_id(b);
+  EXPECT_EQ(id.size(), 64u);
+  Graph g = Graph::from_json(b.meta("graph"));
+  ASSERT_FALSE(g.logits.empty());
+  Bundle notop = b;
+  const std::string fc = g.logits;
+  g.ops.erase(std::remove_if(g.ops.begin(), g.ops.end(), [&](const Op& op) { return op.name == fc; }), g.ops.end());
+  g.logits.clear();
+  g.num_logits = 0;
+  notop.metadata["graph"] = g.to_json();
+  notop.tensors.erase(fc + ".weight");
+  notop.tensors.erase(fc + ".bias");
+  EXPECT_EQ(backbone_id(notop), id);
+  g.input_h = g.input_w = 180;
+  notop.metadata["graph"] = g.to_json();
+  EXPECT_EQ(backbone_id(notop), id);
+  notop.tensors.begin()->second.data[7] += 1e-3f;
+  EXPECT_NE(backbone_id(notop), id);
 }

@@ -108,13 +108,22 @@ std::string hex(const Digest& d) {
 }
 
 std::string backbone_id(const Bundle& model) {
+  // Only what decides the pooled features: not the input size (part of the preprocessing key),
+  // not the ImageNet classifier after the pool (export --no-imagenet drops it), not head or bank.
   Sha256 s;
   Graph graph = Graph::from_json(model.meta("graph"));
-  graph.input_h = graph.input_w = 224;  // the input size is part of the preprocessing key instead
+  graph.input_h = graph.input_w = 224;
+  const std::string fc = graph.logits;
+  if (!fc.empty()) {
+    graph.ops.erase(std::remove_if(graph.ops.begin(), graph.ops.end(), [&](const Op& op) { return op.name == fc; }), graph.ops.end());
+    graph.logits.clear();
+    graph.num_logits = 0;
+  }
   const std::string g = graph.to_json();
   s.update(g.data(), g.size() + 1);
   for (auto& [name, t] : model.tensors) {  // std::map: sorted by name
     if (name.rfind("head.", 0) == 0 || name.rfind("bank.", 0) == 0) continue;
+    if (!fc.empty() && (name == fc + ".weight" || name == fc + ".bias")) continue;
     s.update(name.data(), name.size() + 1);
     for (size_t d : t.shape) {
       const uint64_t v = d;

@@ -43,7 +43,8 @@ class Sha256 {
 Digest sha256(const void* data, size_t n);
 std::string hex(const Digest& d);
 
-// Identity of the backbone inside a model bundle (graph + every tensor that is not head.* or bank.*).
+// Identity of the backbone inside a model bundle: SHA-256 of its graph up to the pooled features
+// and of their weights (not the ImageNet classifier, head.* or bank.*).
 std::string backbone_id(const Bundle& model);
 
 class FeatureCache {
