@@ -35,7 +35,7 @@ namespace {
 // One parallel operation: `items` calls of `run(item, thread)`, handed out in chunks.
 struct Job {
   void (*run)(const Job&, size_t item, size_t thread) = nullptr;
-  const void* fn = nullptr;  // the caller's task function, cast back by `run`
+  void* fn = nullptr;  // the caller's task function, cast back by `run`
   void* ctx = nullptr;
   size_t items = 0, chunk = 1;
   size_t r[6] = {0, 0, 0, 0, 0, 0};  // ranges
@@ -150,7 +150,7 @@ size_t divide_round_up(size_t n, size_t q) { return (n + q - 1) / q; }
 
 template <class F>
 const Job& prepare(Job& j, F fn, void* ctx, uint32_t flags) {
-  j.fn = reinterpret_cast<const void*>(fn);
+  j.fn = reinterpret_cast<void*>(fn);
   j.ctx = ctx;
   j.flags = flags;
   return j;
