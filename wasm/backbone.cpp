@@ -61,6 +61,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads)
 Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, const BackboneOptions& options)
     : graph_(graph), options_(options), impl_(new Impl) {
   init_xnnpack();
+  if (bundle.has(kInt8Marker)) options_.int8 = true;
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
 #ifdef __EMSCRIPTEN_PTHREADS__
   impl_->pool = threads > 1 ? pthreadpool_create(threads) : nullptr;

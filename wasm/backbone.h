@@ -19,13 +19,18 @@ struct BackboneOptions {
   bool profile = false;
   // int8 convolutions (XNNPACK QD8: per-output-channel int8 weights, activations quantised per
   // image on the fly, fp32 accumulation scale, bias, ReLU and residual adds). Faster, and
-  // features no longer match fp32 exactly: not the default.
+  // features no longer match fp32 exactly: not the default. A bundle holding the tensor
+  // kInt8Marker (written by `petal quantize`) turns it on too, so that engines built from bytes
+  // (the page) can use it; the marker also changes the bundle's backbone identity.
   bool int8 = false;
   bool int8_first_conv = false;  // also the 7x7 stem convolution (3 input channels) in int8
   // Runtime flags to experiment with (see petal bench --help).
   bool transient_indirection = false;  // XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER
   bool weights_cache = false;          // pack weights into an XNNPACK weights cache
 };
+
+// Name of the marker tensor (any shape) that asks for int8 convolutions.
+inline constexpr const char* kInt8Marker = "backbone.int8";
 
 // Time spent in one XNNPACK operator during the last run().
 struct OpTime {

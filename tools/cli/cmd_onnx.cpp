@@ -2,6 +2,7 @@
 // anything else that reads ONNX. Same input as the engine (NHWC, caffe-preprocessed).
 #include <filesystem>
 
+#include "backbone.h"
 #include "common.h"
 #include "error.h"
 #include "image.h"
@@ -39,6 +40,38 @@ void register_onnx(CLI::App& app) {
     std::fprintf(stderr, "petal: wrote %s (%.1f MB, %zu nodes, %.1f M parameters; input NHWC %dx%dx3, outputs: %s)\n",
                  out.c_str(), double(bytes.size()) / 1e6, s.nodes, double(s.parameters) / 1e6, g.input_h, g.input_w,
                  outs.c_str());
+  });
+
+  // int8: mark a model so that every engine that loads it (CLI, page) runs its convolutions in
+  // int8. The weights stay as they are (fp32 or fp16) and are quantised when the engine loads.
+  auto* quant = app.add_subcommand("quantize", "Mark a model to run its backbone's convolutions in int8 (QD8: faster, "
+                                               "features within ~3% of fp32; see docs/benchmarks.md)");
+  static std::string q_model, q_out;
+  static bool q_fp32 = false;
+  quant->add_option("model", q_model, "model bundle (a backbone or a full model)")->required();
+  quant->add_option("-o,--output", q_out, "bundle to write")->required();
+  quant->add_flag("--fp32", q_fp32, "remove the mark instead (back to fp32)");
+  quant->callback([] {
+    Bundle b = load_bundle_file(q_model);
+    auto it = b.metadata.find("format");
+    if (it == b.metadata.end() || it->second != "petal-bundle")
+      throw Error("'" + q_model + "' is a safetensors file but not a Petal model bundle");
+    if (b.metadata.count("backbone") && b.metadata.at("backbone") == "external")
+      throw Error("'" + q_model + "' holds only a classifier head; quantize the backbone or a full model (petal export)");
+    if (q_fp32) {
+      b.tensors.erase(kInt8Marker);
+    } else {
+      Tensor t;
+      t.shape = {1};
+      t.data = {1.f};
+      b.tensors[kInt8Marker] = t;
+    }
+    const auto parent = std::filesystem::path(q_out).parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent))
+      throw Error("the folder of '" + q_out + "' does not exist");
+    save_bundle_file(b, q_out, DType::F32);  // F32 stays F32, F16 stays F16
+    std::fprintf(stderr, "petal: wrote %s (%s)\n", q_out.c_str(),
+                 q_fp32 ? "fp32 backbone" : "int8 convolutions: features differ from fp32 by up to ~3% of their largest value");
   });
 
   // The exported model expects Petal's preprocessing; this writes exactly the tensor the engine
