@@ -2,6 +2,8 @@
 // its `petal onnx` export) and the same inputs. Prints one JSON line per measurement, then a table.
 //
 //   node bench/node-bench.mjs [--runs 10] [--warmup 2] [--batches 1,8] [--photos 40] [--no-photos]
+//                             [--no-int8] [--no-native]
+// Also the native `petal bench` (fp32 and int8), one process per round, next to onnxruntime-node.
 //
 // Latency: the golden input tensors (real flower photos, preprocessed), batch 1 and 8, every engine
 // configuration run once per round, rounds repeated --runs times after --warmup rounds, so that
@@ -17,7 +19,7 @@ import { execFileSync } from 'node:child_process';
 import * as ort from 'onnxruntime-node';
 import { backbonePath, benchDir, dataDir, engineDir, flowerSample, machine, maxAbs, maxAbsDiff, need, parseArgs, petalCli, readF32, repoRoot, stats, table } from './lib.mjs';
 
-const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', photos: 40, 'no-photos': false, onnx: '', 'no-int8': false, gap: 30 });
+const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', photos: 40, 'no-photos': false, onnx: '', 'no-int8': false, 'no-native': false, gap: 30 });
 const batches = args.batches.split(',').map(Number);
 const maxBatch = Math.max(...batches);
 const SIZE = 224, PER = SIZE * SIZE * 3, DIM = 2048;
@@ -85,6 +87,19 @@ for (let round = -args.warmup; round < args.runs; round++) {
       times.get(key(e, b)).push(ms);
     }
   }
+  // The native CLI, in the same rounds: one `petal bench` process per round (3 timed runs of each
+  // configuration after 1 warm-up; its median joins the round's numbers).
+  if (!args['no-native'] && round >= 0) {
+    const variants = args['no-int8'] ? ['fp32'] : ['fp32', 'int8'];
+    const lines = execFileSync(need(petalCli), ['bench', '--threads', '1,2', '--batch', batches.join(','), '--runs', '3', '--warmup', '1', '--no-photos', '--json', ...variants.flatMap((v) => ['--variant', v])], { maxBuffer: 1 << 24 }).toString().trim().split('\n');
+    for (const l of lines) {
+      const r = JSON.parse(l);
+      if (r.bench !== 'native-backbone') continue;
+      const k = `petal-native${r.variant === 'fp32' ? '' : '-' + r.variant}/${r.threads}/${r.batch}`;
+      if (!times.has(k)) times.set(k, []);
+      times.get(k).push(r.ms_per_image.median);
+    }
+  }
 }
 
 // Agreement with onnxruntime-node (2 threads) on the largest batch.
@@ -105,6 +120,22 @@ for (const e of engines) {
   }
 }
 
+// Native Petal next to onnxruntime-node (both native code, same threads).
+const nativeRows = [];
+for (const v of ['', '-int8']) {
+  for (const threads of [1, 2]) {
+    for (const b of batches) {
+      const k = `petal-native${v}/${threads}/${b}`;
+      if (!times.has(k)) continue;
+      const s = stats(times.get(k));
+      const ortMs = stats(times.get(`onnxruntime-node/${threads}/${b}`)).median;
+      const ratio = Math.round((s.median / ortMs) * 100) / 100;
+      out({ bench: 'node-native', engine: `petal-native${v}`, threads, batch: b, size: SIZE, runs: args.runs, ms_per_image: s, onnxruntime_node_ms: ortMs, petal_over_onnxruntime: ratio, note: 'median of per-round medians of 3 runs', machine: info });
+      nativeRows.push({ engine: `petal-native${v}`, threads, batch: b, 'median ms/img': s.median.toFixed(1), q1: s.q1.toFixed(1), q3: s.q3.toFixed(1), 'onnxruntime-node': ortMs.toFixed(1), 'Petal / ORT': ratio.toFixed(2) });
+    }
+  }
+}
+
 // Feature extraction on real photos.
 const photoRows = [];
 if (!args['no-photos']) {
@@ -115,8 +146,10 @@ if (!args['no-photos']) {
   const bytes = files.map((f) => fs.readFileSync(f));
   const petal2 = engines.find((e) => e.name === 'petal-wasm-mt' && e.threads === 2).engine;
   const ort2 = engines.find((e) => e.name === 'onnxruntime-node' && e.threads === 2).session;
+  const petal2int8 = engines.find((e) => e.name === 'petal-wasm-mt-int8' && e.threads === 2)?.engine;
   const cands = [
     ['petal-wasm-mt', 'decode+resize+backbone from JPEG bytes', async (i) => petal2.features(bytes[i], false)],
+    ...(petal2int8 ? [['petal-wasm-mt-int8', 'decode+resize+backbone from JPEG bytes', async (i) => petal2int8.features(bytes[i], false)]] : []),
     ['onnxruntime-node', 'backbone on tensors preprocessed by petal beforehand', async (i) => (await ort2.run({ input: new ort.Tensor('float32', pre.subarray(i * PER, (i + 1) * PER), [1, SIZE, SIZE, 3]) })).features.data],
   ];
   const total = new Map(cands.map((c) => [c[0], 0]));
@@ -129,7 +162,7 @@ if (!args['no-photos']) {
       got.push(await fn(i));
       total.set(name, total.get(name) + (now() - t0));
     }
-    agree = Math.max(agree, maxAbsDiff(got[0], got[1]) / maxAbs(got[1]));
+    agree = Math.max(agree, maxAbsDiff(got[0], got[got.length - 1]) / maxAbs(got[got.length - 1]));  // fp32 Petal vs ORT
   }
   for (const [name, what] of cands) {
     const ips = Math.round((files.length / (total.get(name) / 1000)) * 100) / 100;
@@ -140,5 +173,6 @@ if (!args['no-photos']) {
 
 console.log(`\nnode ${info.node}, ${info.cpu}, ${info.cores} cores, load ${info.loadavg.join(' ')} at the end; ${args.runs} rounds after ${args.warmup} warm-up, engines interleaved; ms per image at ${SIZE}x${SIZE}`);
 console.log(table(rows, Object.keys(rows[0])));
+if (nativeRows.length) console.log('\nnative petal (petal bench, one process per round) vs onnxruntime-node in the same rounds:\n' + table(nativeRows));
 if (photoRows.length) console.log('\n' + table(photoRows, Object.keys(photoRows[0])));
 process.exit(0);  // pthread workers keep node alive
