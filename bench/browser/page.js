@@ -41,7 +41,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function cold() {
   const e = new EngineWorker(params.get('engine'), Number(params.get('threads')));
-  const info = await e.call('init');
+  const { id, ok, ...info } = await e.call('init');
   const ready = performance.now();
   await e.call('inputs', { url: '/data/input1.f32' });
   const r = await e.call('run', { batch: 1, want: true });
@@ -63,7 +63,8 @@ async function latency() {
   const infos = {};
   // Engines load one after the other, so that none loses CPU to another's start-up.
   for (const e of engines) {
-    infos[e.name] = await e.call('init');
+    const { id, ok, ...info } = await e.call('init');
+    infos[e.name] = info;
     await e.call('inputs', { url: '/data/inputs.f32' });
     log(`ready: ${e.name} ${JSON.stringify(infos[e.name])}`);
   }

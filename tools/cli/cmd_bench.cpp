@@ -88,6 +88,7 @@ std::vector<std::string> list_photos(const std::string& dir, size_t n, bool all)
 
 std::string default_photos() {
   if (const char* p = std::getenv("PETAL_PHOTOS"); p && *p) return p;
+  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return std::string(d) + "/flower_photos";
   return "/work/shared/data/flower_photos";
 }
 
@@ -249,7 +250,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--runs", runs, "timed runs per configuration (after warm-up)")->capture_default_str()->check(CLI::Range(3, 10000));
   cmd->add_option("--warmup", warmup, "untimed runs per configuration first")->capture_default_str()->check(CLI::Range(0, 1000));
   cmd->add_option("--photos", photos, "folder of photos (class sub-folders) for the inputs and the photos/s test "
-                                      "(default $PETAL_PHOTOS or /work/shared/data/flower_photos)");
+                                      "(default $PETAL_PHOTOS, $PETAL_DATA/flower_photos or /work/shared/data/flower_photos)");
   cmd->add_option("--sample", sample, "photos in the photos/s test")->capture_default_str()->check(CLI::Range(1, 1000000));
   cmd->add_flag("--all", all, "use every photo in the photos/s test");
   cmd->add_flag("--no-photos", skip_photos, "skip the photos/s test");
