@@ -128,7 +128,7 @@ TEST_F(Cli, PipelineEndToEnd) {
   fs::create_symlink(data + "/roses/loop.jpg", data + "/roses/loop.jpg");
   const size_t good = 13, bad = 4;
 
-  Result e1 = petal("extract " + data + " --no-flips --json");
+  Result e1 = petal("extract " + data + " --no-augment --json");
   ASSERT_EQ(e1.code, 0) << e1.err;
   json j1 = e1.j();
   EXPECT_EQ(j1["with_features"], good);
@@ -151,7 +151,7 @@ TEST_F(Cli, PipelineEndToEnd) {
   EXPECT_NE(e1.err.find("daisy/README: not an image file"), std::string::npos) << e1.err;
 
   // Second run: nothing computed.
-  Result e2 = petal("extract " + data + " --no-flips --json");
+  Result e2 = petal("extract " + data + " --no-augment --json");
   ASSERT_EQ(e2.code, 0) << e2.err;
   EXPECT_EQ(e2.j()["computed"], 0);
   EXPECT_EQ(e2.j()["from_cache"], good);
@@ -168,13 +168,13 @@ TEST_F(Cli, PipelineEndToEnd) {
     fs::create_directories(fs::path(dest).parent_path());
     fs::copy_file(e.path(), dest);
   }
-  Result e3 = petal("extract " + moved + " --no-flips --seed 99 --json");
+  Result e3 = petal("extract " + moved + " --no-augment --seed 99 --json");
   ASSERT_EQ(e3.code, 0) << e3.err;
   EXPECT_EQ(e3.j()["computed"], 0);
 
   // Train (features from the cache), history, plot.
   const std::string model = tmp + "/out/m.safetensors";
-  Result t = petal("train " + data + " -o " + model + " --epochs 4 --no-flips --validation-split 0.3 --json");
+  Result t = petal("train " + data + " -o " + model + " --epochs 4 --no-augment --validation-split 0.3 --json");
   ASSERT_EQ(t.code, 0) << t.err;
   json tj = t.j();
   EXPECT_EQ(tj["computed"], 0);
@@ -271,7 +271,7 @@ TEST_F(Cli, PipelineEndToEnd) {
 // A run killed while writing leaves a torn record; the next run recomputes only that one.
 TEST_F(Cli, InterruptedExtractionResumes) {
   const std::string data = make_set("small", {"daisy", "sunflowers"}, 3);
-  Result a = petal("extract " + data + " --no-flips --json");
+  Result a = petal("extract " + data + " --no-augment --json");
   ASSERT_EQ(a.code, 0) << a.err;
   EXPECT_EQ(a.j()["computed"], 6);
   std::string feat;
@@ -279,7 +279,7 @@ TEST_F(Cli, InterruptedExtractionResumes) {
     if (e.path().extension() == ".feat") feat = e.path().string();
   ASSERT_FALSE(feat.empty());
   fs::resize_file(feat, fs::file_size(feat) - 1000);
-  Result b = petal("extract " + data + " --no-flips --json");
+  Result b = petal("extract " + data + " --no-augment --json");
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(b.j()["computed"], 1);
   EXPECT_EQ(b.j()["from_cache"], 5);

@@ -83,6 +83,24 @@ uint32_t checked_seed(int64_t s) {
   return uint32_t(s);
 }
 
+// Features a recipe trains on: every training photo in each of the recipe's views, the validation
+// photos as they are (augmented views are for training only; a changed split computes what it lacks).
+struct SplitFeatures {
+  FeatureTable train, val;
+};
+SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& src, FeatureCache& cache, bool progress = true) {
+  SplitFeatures f;
+  ExtractOptions eo;
+  eo.progress = progress;
+  eo.flips = r.flips;
+  eo.extra_views = r.extra_views;
+  f.train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
+  ExtractOptions ev;
+  ev.progress = progress;
+  f.val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ev);
+  return f;
+}
+
 json skipped_json(const std::vector<Skipped>& s) {
   json a = json::array();
   for (auto& x : s) a.push_back({{"file", x.path}, {"reason", x.reason}});
@@ -170,15 +188,19 @@ void register_extract(CLI::App& app) {
   static double split = 0.2;
   static int64_t seed = 123;
   static int size = 0, threads = 0;
-  static bool flips = false, no_flips = false, as_json = false;
+  static std::string views;
+  static bool flips = false, no_flips = false, no_augment = false, as_json = false;
+  static CLI::Option* o_views;
   cmd->add_option("data", data, "folder with one sub-folder of photos per class")->required();
   cmd->add_option("--model", model, "backbone bundle (default: the imported ResNet-50)");
-  cmd->add_option("--recipe", recipe, "take preprocessing and flips from this recipe (petal, tutorial)")->capture_default_str();
+  cmd->add_option("--recipe", recipe, "take preprocessing and augmented views from this recipe (petal, tutorial)")->capture_default_str();
   cmd->add_option("--preprocessing", prep_mode, "caffe or raw (default: the recipe's)");
   cmd->add_option("--image-size", size, "input size (default: the recipe's; 224 or 180)")->check(CLI::Range(32, 1024));
-  cmd->add_flag("--flips", flips, "also the features of each photo mirrored left-right");
-  cmd->add_flag("--no-flips", no_flips, "not the mirrored photos' features");
-  cmd->add_option("--subset", subset, "training, validation or all")->capture_default_str();
+  cmd->add_flag("--flips", flips, "also the training photos mirrored left-right");
+  cmd->add_flag("--no-flips", no_flips, "not the mirrored photos");
+  o_views = cmd->add_option("--views", views, "crop views of the training photos, e.g. crop85,crop85-flip, or none (default: the recipe's)");
+  cmd->add_flag("--no-augment", no_augment, "the photos only: no mirror images, no crops");
+  cmd->add_option("--subset", subset, "training, validation or all (augmented views: training photos only)")->capture_default_str();
   cmd->add_option("--validation-split", split, "fraction held out for validation")->capture_default_str();
   cmd->add_option("--seed", seed, "shuffle seed (numpy RandomState, as Keras)")->capture_default_str();
   cmd->add_option("--threads", threads, "threads for the backbone (default: all cores)");
@@ -189,24 +211,47 @@ void register_extract(CLI::App& app) {
     if (size) r.prep.size = size;
     if (flips) r.flips = true;
     if (no_flips) r.flips = false;
+    if (o_views->count()) r.extra_views = parse_views(views);
+    if (no_augment) {
+      r.flips = false;
+      r.extra_views.clear();
+    }
     Dataset d = open_dataset(data, split, checked_seed(seed));
     Bundle b = load_backbone(model);
     FeatureSource src(b, r.prep, size_t(threads));
     FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(r.prep), src.dim());
-    ExtractOptions eo;
-    eo.flips = r.flips;
-    FeatureTable t = extract_features(d, subset_indices(d, parse_subset(subset)), src, cache, eo);
-    const double rate = t.seconds > 0 ? double(t.computed) / t.seconds : 0;
+    const Subset sub = parse_subset(subset);
+    std::vector<FeatureTable> parts;
+    if (sub != Subset::Validation) {  // training photos: every view
+      ExtractOptions eo;
+      eo.flips = r.flips;
+      eo.extra_views = r.extra_views;
+      parts.push_back(extract_features(d, subset_indices(d, Subset::Training), src, cache, eo));
+    }
+    if (sub != Subset::Training) parts.push_back(extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{}));
+    size_t with = 0, computed = 0, from_cache = 0;
+    double seconds = 0;
+    std::vector<Skipped> skipped;
+    for (auto& t : parts) {
+      with += t.files.size();
+      computed += t.computed;
+      from_cache += t.from_cache;
+      seconds += t.seconds;
+      skipped.insert(skipped.end(), t.skipped.begin(), t.skipped.end());
+    }
+    const double rate = seconds > 0 ? double(computed) / seconds : 0;
+    const std::string views_desc = std::string(r.flips ? "flip" : "") + (r.flips && !r.extra_views.empty() ? "," : "") +
+                                   (r.extra_views.empty() ? "" : views_string(r.extra_views));
     if (as_json) {
-      json j = {{"photos", t.files.size() + t.skipped.size()}, {"with_features", t.files.size()},
-                {"flips", r.flips}, {"preprocessing", r.prep.key()}, {"computed", t.computed},
-                {"from_cache", t.from_cache}, {"skipped", skipped_json(t.skipped)}, {"seconds", t.seconds},
+      json j = {{"photos", with + skipped.size()}, {"with_features", with}, {"flips", r.flips},
+                {"views", views_string(r.extra_views)}, {"preprocessing", r.prep.key()}, {"computed", computed},
+                {"from_cache", from_cache}, {"skipped", skipped_json(skipped)}, {"seconds", seconds},
                 {"inputs_per_second", rate}, {"cache", cache.path()}, {"cache_entries", cache.size()}};
       std::printf("%s\n", j.dump(1).c_str());
     } else {
-      std::printf("features of %zu photos%s (%s): %zu computed (%.1f inputs/s), %zu from the cache, %zu skipped, %.1f s\n",
-                  t.files.size(), r.flips ? " and their mirror images" : "", r.prep.key().c_str(), t.computed, rate,
-                  t.from_cache, t.skipped.size(), t.seconds);
+      std::printf("features of %zu photos%s (%s): %zu computed (%.1f inputs/s), %zu from the cache, %zu skipped, %.1f s\n", with,
+                  views_desc.empty() ? "" : (" + training views " + views_desc).c_str(), r.prep.key().c_str(), computed, rate,
+                  from_cache, skipped.size(), seconds);
       std::printf("cache: %s (%zu entries)\n", cache.path().c_str(), cache.size());
     }
   });
@@ -325,8 +370,9 @@ void register_train(CLI::App& app) {
   static int64_t seed = 123, train_seed = -1;
   static int epochs = 10, batch = 32, hidden = 512, size = 0, threads = 0;
   static float lr = 1e-3f, dropout = -1, weight_decay = -1, smoothing = -1;
-  static bool flips = false, no_flips = false, keep_best = false, last_epoch = false, fp16 = false, as_json = false;
-  static CLI::Option *o_epochs, *o_batch, *o_lr, *o_hidden;
+  static std::string views;
+  static bool flips = false, no_flips = false, no_augment = false, keep_best = false, last_epoch = false, fp16 = false, as_json = false;
+  static CLI::Option *o_epochs, *o_batch, *o_lr, *o_hidden, *o_views;
   cmd->add_option("data", data, "folder with one sub-folder of photos per class")->required();
   cmd->add_option("-o,--output", out, "head-only model bundle to write (.safetensors)")->required();
   cmd->add_option("--recipe", recipe, "petal (default: what measured best) or tutorial (the Keras tutorial as written)")->capture_default_str();
@@ -344,6 +390,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--label-smoothing", smoothing, "label smoothing (default: the recipe's)")->check(CLI::Range(0.0, 0.5));
   cmd->add_flag("--flips", flips, "mirrored photos as extra training examples");
   cmd->add_flag("--no-flips", no_flips, "no mirrored photos");
+  o_views = cmd->add_option("--views", views, "crop views of the training photos as extra examples, e.g. crop85,crop85-flip, or none (default: the recipe's)");
+  cmd->add_flag("--no-augment", no_augment, "train on the photos only: no mirror images, no crops");
   cmd->add_flag("--keep-best", keep_best, "keep the epoch with the best validation accuracy");
   cmd->add_flag("--last-epoch", last_epoch, "keep the last epoch's weights (the default unless the recipe keeps the best)");
   cmd->add_flag("--fp16", fp16, "store the head's weights as fp16 (half the size)");
@@ -364,6 +412,11 @@ void register_train(CLI::App& app) {
     if (smoothing >= 0) r.train.label_smoothing = smoothing;
     if (flips) r.flips = true;
     if (no_flips) r.flips = false;
+    if (o_views->count()) r.extra_views = parse_views(views);
+    if (no_augment) {
+      r.flips = false;
+      r.extra_views.clear();
+    }
     if (keep_best) r.train.keep_best = true;
     if (last_epoch) r.train.keep_best = false;
     const uint32_t split_seed = checked_seed(seed);
@@ -374,34 +427,29 @@ void register_train(CLI::App& app) {
     Bundle b = load_backbone(model);
     FeatureSource src(b, r.prep, size_t(threads));
     FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(r.prep), src.dim());
-    ExtractOptions eo;
-    eo.flips = r.flips;
-    FeatureTable t = extract_features(d, subset_indices(d, Subset::All), src, cache, eo);
-    if (t.computed) std::fprintf(stderr, "computed %zu features in %.1f s (%zu from the cache)\n", t.computed, t.seconds, t.from_cache);
+    SplitFeatures sf = split_features(d, r, src, cache);
+    const FeatureTable &ft = sf.train, &fv = sf.val;
+    const size_t computed = ft.computed + fv.computed, from_cache = ft.from_cache + fv.from_cache;
+    if (computed)
+      std::fprintf(stderr, "computed %zu features in %.1f s (%zu from the cache)\n", computed, ft.seconds + fv.seconds, from_cache);
+    std::vector<Skipped> skipped = ft.skipped;
+    skipped.insert(skipped.end(), fv.skipped.begin(), fv.skipped.end());
 
-    // training examples (+ mirrored), validation examples (as they are)
-    const size_t D = t.dim, first_val = d.files.size() - d.num_validation;
-    std::vector<float> xtr, xval;
-    std::vector<int32_t> ytr, yval;
+    // training examples: the photos, then each augmented view of them; validation: the photos
+    const size_t D = ft.dim;
+    std::vector<float> xtr = ft.features, xval = fv.features;
+    std::vector<int32_t> ytr = ft.labels, yval = fv.labels;
     std::vector<size_t> train_per_class(d.class_names.size(), 0);
-    for (size_t i = 0; i < t.files.size(); ++i) {
-      const float* f = &t.features[i * D];
-      if (t.files[i] >= first_val) {
-        xval.insert(xval.end(), f, f + D);
-        yval.push_back(t.labels[i]);
-        continue;
-      }
-      xtr.insert(xtr.end(), f, f + D);
-      ytr.push_back(t.labels[i]);
-      train_per_class[size_t(t.labels[i])]++;
-    }
+    for (int32_t y : ft.labels) train_per_class[size_t(y)]++;
     const size_t n_train_photos = ytr.size();
-    if (r.flips)
-      for (size_t i = 0; i < t.files.size(); ++i)
-        if (t.files[i] < first_val) {
-          xtr.insert(xtr.end(), &t.flipped[i * D], &t.flipped[i * D] + D);
-          ytr.push_back(t.labels[i]);
-        }
+    std::vector<const std::vector<float>*> more;
+    if (r.flips) more.push_back(&ft.flipped);
+    for (auto& e : ft.extra) more.push_back(&e);
+    for (auto* m : more) {
+      xtr.insert(xtr.end(), m->begin(), m->end());
+      ytr.insert(ytr.end(), ft.labels.begin(), ft.labels.end());
+    }
+    (void)D;
     if (ytr.empty()) throw Error("no training photo could be read");
     for (size_t c = 0; c < train_per_class.size(); ++c)
       if (!train_per_class[c])
@@ -411,13 +459,14 @@ void register_train(CLI::App& app) {
       std::fprintf(stderr, "petal: warning: no validation photos, so the last epoch is kept\n");
       r.train.keep_best = false;
     }
-    FeatureSet trs{xtr.data(), ytr.data(), ytr.size(), D}, vals{xval.data(), yval.data(), yval.size(), D};
+    FeatureSet trs{xtr.data(), ytr.data(), ytr.size(), ft.dim}, vals{xval.data(), yval.data(), yval.size(), ft.dim};
 
-    Head head(int(D), r.hidden, int(d.class_names.size()), r.train.seed);
+    Head head(int(ft.dim), r.hidden, int(d.class_names.size()), r.train.seed);
     ComputePool pool{size_t(threads)};
     FILE* lines = as_json ? stderr : stdout;
-    std::fprintf(lines, "recipe %s: %s %d px%s, %zu training examples, %zu validation photos\n", r.name.c_str(), r.prep.mode.c_str(),
-                 r.prep.size, r.flips ? " + mirrored copies" : "", ytr.size(), yval.size());
+    std::fprintf(lines, "recipe %s: %s %d px%s%s, %zu training examples, %zu validation photos\n", r.name.c_str(), r.prep.mode.c_str(),
+                 r.prep.size, r.flips ? " + mirrored copies" : "", r.extra_views.empty() ? "" : (" + views " + views_string(r.extra_views)).c_str(),
+                 ytr.size(), yval.size());
     const auto t_train = std::chrono::steady_clock::now();
     auto hist = head.train(trs, yval.empty() ? nullptr : &vals, r.train, [&](const EpochStats& s) {
       std::fprintf(lines, "Epoch %d/%d - loss: %.4f - accuracy: %.4f", s.epoch, r.train.epochs, s.loss, s.accuracy);
@@ -437,10 +486,11 @@ void register_train(CLI::App& app) {
     json options = {{"epochs", r.train.epochs}, {"batch_size", r.train.batch_size}, {"learning_rate", r.train.learning_rate},
                     {"hidden", r.hidden}, {"dropout", r.train.dropout}, {"weight_decay", r.train.weight_decay},
                     {"label_smoothing", r.train.label_smoothing}, {"keep_best", r.train.keep_best}, {"flips", r.flips},
+                    {"views", views_string(r.extra_views)},
                     {"preprocessing", r.prep.mode}, {"image_size", r.prep.size}, {"train_seed", r.train.seed}};
     json dataset = {{"path", abs_path(d.root)}, {"class_names", d.class_names}, {"validation_split", split}, {"seed", split_seed},
                     {"training_photos", n_train_photos}, {"validation_photos", yval.size()}, {"training_examples", ytr.size()},
-                    {"skipped", skipped_json(t.skipped)}, {"not_images", skipped_json(d.not_images)}};
+                    {"skipped", skipped_json(skipped)}, {"not_images", skipped_json(d.not_images)}};
     json h = {{"loss", json::array()}, {"accuracy", json::array()}, {"val_loss", json::array()}, {"val_accuracy", json::array()}, {"seconds", json::array()}};
     for (auto& s : hist) {
       h["loss"].push_back(s.loss);
@@ -473,7 +523,7 @@ void register_train(CLI::App& app) {
     if (as_json) {
       json j = {{"model", out}, {"history", hp}, {"recipe", r.name}, {"epoch_kept", best}, {"train_seconds", train_seconds},
                 {"seconds", total_seconds}, {"training_examples", ytr.size()}, {"validation_photos", yval.size()},
-                {"computed", t.computed}, {"from_cache", t.from_cache}, {"skipped", skipped_json(t.skipped)}};
+                {"computed", computed}, {"from_cache", from_cache}, {"skipped", skipped_json(skipped)}};
       if (final_val >= 0) j["val_accuracy"] = final_val;
       std::printf("%s\n", j.dump(1).c_str());
     } else {

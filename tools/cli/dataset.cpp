@@ -254,26 +254,75 @@ LoadedFile load_data_file(const std::string& path) {
 
 std::string Preprocessing::key() const { return mode + std::to_string(size); }
 
-void photo_to_input(const uint8_t* data, size_t n, const Preprocessing& p, float* out, float* flipped_out) {
-  if (p.mode != "caffe" && p.mode != "raw") throw Error("unknown preprocessing '" + p.mode + "' (caffe or raw)");
-  const Image img = resize_image(decode_image(data, n), p.size, p.size);
-  if (p.mode == "caffe") {
-    preprocess_caffe(img, out, false);
-    if (flipped_out) preprocess_caffe(img, flipped_out, true);
+const std::vector<View>& all_views() {
+  static const std::vector<View> v = {
+      {"full", 1.f, .5f, .5f, false},         {"flip", 1.f, .5f, .5f, true},
+      {"crop85", .85f, .5f, .5f, false},      {"crop85-flip", .85f, .5f, .5f, true},
+      {"crop85-tl", .85f, 0.f, 0.f, false},   {"crop85-tr", .85f, 1.f, 0.f, false},
+      {"crop85-bl", .85f, 0.f, 1.f, false},   {"crop85-br", .85f, 1.f, 1.f, false},
+      {"crop70", .7f, .5f, .5f, false},       {"crop70-flip", .7f, .5f, .5f, true},
+      {"crop85-tl-flip", .85f, 0.f, 0.f, true}, {"crop85-tr-flip", .85f, 1.f, 0.f, true},
+      {"crop85-bl-flip", .85f, 0.f, 1.f, true}, {"crop85-br-flip", .85f, 1.f, 1.f, true},
+  };
+  return v;
+}
+
+int view_id(const std::string& name) {
+  std::string names;
+  for (size_t i = 0; i < all_views().size(); ++i) {
+    if (name == all_views()[i].name) return int(i);
+    names += std::string(i ? ", " : "") + all_views()[i].name;
+  }
+  throw Error("unknown view '" + name + "'; the views are " + names);
+}
+
+namespace {
+void preprocess(const Image& img, const std::string& mode, bool flip, float* out) {
+  if (mode == "caffe") {
+    preprocess_caffe(img, out, flip);
     return;
   }
   const int W = img.width;
-  for (int pass = 0; pass < (flipped_out ? 2 : 1); ++pass) {
-    float* o = pass ? flipped_out : out;
-    for (int y = 0; y < img.height; ++y)
-      for (int x = 0; x < W; ++x) {
-        const uint8_t* s = &img.rgb[(size_t(y) * W + (pass ? W - 1 - x : x)) * 3];
-        float* q = o + (size_t(y) * W + x) * 3;
-        q[0] = s[0];
-        q[1] = s[1];
-        q[2] = s[2];
-      }
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < W; ++x) {
+      const uint8_t* s = &img.rgb[(size_t(y) * W + (flip ? W - 1 - x : x)) * 3];
+      float* q = out + (size_t(y) * W + x) * 3;
+      q[0] = s[0];
+      q[1] = s[1];
+      q[2] = s[2];
+    }
+}
+}  // namespace
+
+void photo_to_views(const uint8_t* data, size_t n, const Preprocessing& p, const std::vector<int>& views,
+                    const std::vector<float*>& outs) {
+  if (p.mode != "caffe" && p.mode != "raw") throw Error("unknown preprocessing '" + p.mode + "' (caffe or raw)");
+  if (outs.size() != views.size()) throw Error("internal: photo_to_views needs one output per view");
+  const Image img = decode_image(data, n);
+  Image full;  // the whole photo resized, shared by views 0 and 1
+  for (size_t i = 0; i < views.size(); ++i) {
+    if (views[i] < 0 || size_t(views[i]) >= all_views().size()) throw Error("internal: unknown view id");
+    const View& v = all_views()[size_t(views[i])];
+    if (v.crop >= 1.f) {
+      if (full.rgb.empty()) full = resize_image(img, p.size, p.size);
+      preprocess(full, p.mode, v.flip, outs[i]);
+      continue;
+    }
+    const int cw = std::max(1, int(float(img.width) * v.crop)), ch = std::max(1, int(float(img.height) * v.crop));
+    const int x0 = int(float(img.width - cw) * v.x), y0 = int(float(img.height - ch) * v.y);
+    Image c;
+    c.width = cw;
+    c.height = ch;
+    c.rgb.resize(size_t(cw) * ch * 3);
+    for (int y = 0; y < ch; ++y)
+      std::memcpy(&c.rgb[size_t(y) * cw * 3], &img.rgb[(size_t(y + y0) * img.width + x0) * 3], size_t(cw) * 3);
+    preprocess(resize_image(c, p.size, p.size), p.mode, v.flip, outs[i]);
   }
+}
+
+void photo_to_input(const uint8_t* data, size_t n, const Preprocessing& p, float* out, float* flipped_out) {
+  if (flipped_out) photo_to_views(data, n, p, {0, 1}, {out, flipped_out});
+  else photo_to_views(data, n, p, {0}, {out});
 }
 
 }  // namespace petal::cli

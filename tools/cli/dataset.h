@@ -78,8 +78,23 @@ struct Preprocessing {
   int size = 224;
   std::string key() const;     // e.g. "caffe224" (part of the feature cache key)
 };
-// decode (EXIF applied) → resize size×size (triangle filter) → preprocess into out (size²·3 floats).
+// decode (EXIF applied) → resize size×size → preprocess into out (size²·3 floats).
 // `flipped_out`, when not null, receives the horizontally mirrored input. Throws petal::Error.
 void photo_to_input(const uint8_t* data, size_t n, const Preprocessing& p, float* out, float* flipped_out = nullptr);
+
+// Views of a photo for training: fixed (so cacheable) crops of the decoded photo, optionally
+// mirrored, each resized to the model's input. View 0 is the photo as prediction sees it, view 1
+// its mirror image; higher ids are the crops below. The id is part of the feature cache key.
+struct View {
+  const char* name;
+  float crop;   // side of the crop as a fraction of the photo's width and height
+  float x, y;   // where the crop sits: 0 = left/top edge, 0.5 = centred, 1 = right/bottom edge
+  bool flip;
+};
+const std::vector<View>& all_views();
+int view_id(const std::string& name);  // throws petal::Error listing the names
+// One decode, then the input of each view in `views` into outs[i] (size²·3 floats each).
+void photo_to_views(const uint8_t* data, size_t n, const Preprocessing& p, const std::vector<int>& views,
+                    const std::vector<float*>& outs);
 
 }  // namespace petal::cli

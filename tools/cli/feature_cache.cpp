@@ -190,9 +190,9 @@ bool write_all(int fd, const void* p, size_t n) {
   return true;
 }
 
-std::string key_of(const Digest& d, bool flip) {
+std::string key_of(const Digest& d, int view) {
   std::string k(reinterpret_cast<const char*>(d.data()), 32);
-  k += flip ? '\1' : '\0';
+  k += char(uint8_t(view));
   return k;
 }
 
@@ -272,16 +272,16 @@ void FeatureCache::load() {
       const char* r = buf.data() + j * rec;
       auto row = std::make_unique<std::vector<float>>(dim_);
       std::memcpy(row->data(), r + 36, dim_ * 4);
-      index_[std::string(r, 32) + char(r[32] ? 1 : 0)] = row->data();
+      index_[std::string(r, 33)] = row->data();
       rows_.push_back(std::move(row));
     }
     i += k;
   }
 }
 
-const float* FeatureCache::find(const Digest& d, bool flip) const {
+const float* FeatureCache::find(const Digest& d, int view) const {
   std::lock_guard<std::mutex> l(mutex_);
-  auto it = index_.find(key_of(d, flip));
+  auto it = index_.find(key_of(d, view));
   return it == index_.end() ? nullptr : it->second;
 }
 
@@ -292,7 +292,7 @@ void FeatureCache::append(const std::vector<Entry>& entries) {
   for (size_t i = 0; i < entries.size(); ++i) {
     char* r = buf.data() + i * rec;
     std::memcpy(r, entries[i].digest.data(), 32);
-    r[32] = entries[i].flip ? 1 : 0;
+    r[32] = char(uint8_t(entries[i].view));
     std::memcpy(r + 36, entries[i].features, dim_ * 4);
   }
   {
@@ -306,7 +306,7 @@ void FeatureCache::append(const std::vector<Entry>& entries) {
   std::lock_guard<std::mutex> l(mutex_);
   for (auto& e : entries) {
     auto row = std::make_unique<std::vector<float>>(e.features, e.features + dim_);
-    index_[key_of(e.digest, e.flip)] = row->data();
+    index_[key_of(e.digest, e.view)] = row->data();
     rows_.push_back(std::move(row));
   }
 }
@@ -343,7 +343,7 @@ namespace {
 struct Item {  // one decoded photo, or the reason it has none
   size_t slot = 0;  // position in the request
   Digest digest{};
-  std::vector<float> input, flipped;  // empty when already cached
+  std::vector<std::pair<int, std::vector<float>>> inputs;  // (view, input) of the views not cached yet
   std::string error;
   bool end = false;
 };
@@ -412,8 +412,16 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
   const Preprocessing prep = src.preprocessing();
   const size_t in_size = size_t(prep.size) * prep.size * 3;
 
-  // Per request slot: the features found (pointers into the cache), or why there are none.
-  std::vector<const float*> feat(n, nullptr), flip(n, nullptr);
+  // The views wanted (0 first), and per view and request slot the features found (pointers into
+  // the cache), or per slot why there are none.
+  std::vector<int> views{0};
+  if (opt.flips) views.push_back(1);
+  for (int v : opt.extra_views) {
+    if (v < 2 || size_t(v) >= all_views().size()) throw Error("internal: extra views have ids from 2");
+    if (std::find(views.begin(), views.end(), v) == views.end()) views.push_back(v);
+  }
+  std::vector<std::vector<const float*>> got(views.size(), std::vector<const float*>(n, nullptr));
+  auto view_index = [&](int v) { return size_t(std::find(views.begin(), views.end(), v) - views.begin()); };
   std::vector<std::string> error(n);
   size_t computed = 0, from_cache = 0;
 
@@ -431,14 +439,17 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
           continue;
         }
         it.digest = sha256(f.bytes.data(), f.bytes.size());
-        const bool need = !cache.find(it.digest, false), need_flip = opt.flips && !cache.find(it.digest, true);
-        if (need || need_flip) {
+        std::vector<int> missing;
+        for (int v : views)
+          if (!cache.find(it.digest, v)) missing.push_back(v);
+        if (!missing.empty()) {
           try {
-            std::vector<float> a(in_size), b(need_flip ? in_size : 0);
-            photo_to_input(f.bytes.data(), f.bytes.size(), prep, a.data(), need_flip ? b.data() : nullptr);
-            if (need) it.input = std::move(a);
-            it.flipped = std::move(b);
+            std::vector<float*> outs;
+            for (int v : missing) it.inputs.push_back({v, std::vector<float>(in_size)});
+            for (auto& [v, in] : it.inputs) outs.push_back(in.data());
+            photo_to_views(f.bytes.data(), f.bytes.size(), prep, missing, outs);
           } catch (const Error& e) {
+            it.inputs.clear();
             it.error = e.what();
           }
         }
@@ -454,9 +465,9 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
 
   std::unique_ptr<Progress> bar;
   if (opt.progress && n > 1) bar = std::make_unique<Progress>("features", n);
-  // Inputs waiting for the backbone, and the slots they belong to.
+  // Inputs waiting for the backbone, and the (slot, view) they belong to.
   std::vector<float> batch_in;
-  std::vector<std::pair<size_t, bool>> batch_slots;
+  std::vector<std::pair<size_t, int>> batch_slots;
   std::vector<Digest> batch_digest;
   size_t done = 0;
   auto run_batch = [&] {
@@ -468,19 +479,13 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
     for (size_t i = 0; i < b; ++i) entries.push_back({batch_digest[i], batch_slots[i].second, out.data() + i * dim});
     cache.append(entries);
     for (size_t i = 0; i < b; ++i) {
-      const auto [slot, fl] = batch_slots[i];
-      (fl ? flip : feat)[slot] = cache.find(batch_digest[i], fl);
+      const auto [slot, v] = batch_slots[i];
+      got[view_index(v)][slot] = cache.find(batch_digest[i], v);
     }
     computed += b;
     batch_in.clear();
     batch_slots.clear();
     batch_digest.clear();
-  };
-  auto enqueue = [&](size_t slot, const Digest& dg, std::vector<float>& input, bool fl) {
-    batch_in.insert(batch_in.end(), input.begin(), input.end());
-    batch_slots.push_back({slot, fl});
-    batch_digest.push_back(dg);
-    if (batch_slots.size() >= opt.batch) run_batch();
   };
   InterruptGuard guard;
   try {
@@ -496,19 +501,17 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
       if (!it.error.empty()) {
         error[it.slot] = it.error;
       } else {
-        if (it.input.empty()) {
-          feat[it.slot] = cache.find(it.digest, false);
-          ++from_cache;
-        } else {
-          enqueue(it.slot, it.digest, it.input, false);
-        }
-        if (opt.flips) {
-          if (it.flipped.empty()) {
-            flip[it.slot] = cache.find(it.digest, true);
+        for (int v : views) {
+          auto in = std::find_if(it.inputs.begin(), it.inputs.end(), [&](const auto& x) { return x.first == v; });
+          if (in == it.inputs.end()) {
+            got[view_index(v)][it.slot] = cache.find(it.digest, v);
             ++from_cache;
-          } else {
-            enqueue(it.slot, it.digest, it.flipped, true);
+            continue;
           }
+          batch_in.insert(batch_in.end(), in->second.begin(), in->second.end());
+          batch_slots.push_back({it.slot, v});
+          batch_digest.push_back(it.digest);
+          if (batch_slots.size() >= opt.batch) run_batch();
         }
       }
       ++done;
@@ -526,9 +529,12 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
 
   FeatureTable t;
   t.dim = dim;
+  t.extra.resize(views.size() - 1 - (opt.flips ? 1 : 0));
   for (size_t s = 0; s < n; ++s) {
     const DataFile& f = d.files[indices[s]];
-    if (!error[s].empty() || !feat[s] || (opt.flips && !flip[s])) {
+    bool complete = error[s].empty();
+    for (auto& g : got) complete = complete && g[s];
+    if (!complete) {
       const std::string why = error[s].empty() ? "no features (internal error)" : error[s];
       t.skipped.push_back({f.path, why});
       if (opt.warn) std::fprintf(stderr, "petal: warning: skipped %s: %s\n", f.path.c_str(), why.c_str());
@@ -536,8 +542,13 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
     }
     t.files.push_back(indices[s]);
     t.labels.push_back(f.label);
-    t.features.insert(t.features.end(), feat[s], feat[s] + dim);
-    if (opt.flips) t.flipped.insert(t.flipped.end(), flip[s], flip[s] + dim);
+    t.features.insert(t.features.end(), got[0][s], got[0][s] + dim);
+    size_t k = 1;
+    if (opt.flips) {
+      t.flipped.insert(t.flipped.end(), got[1][s], got[1][s] + dim);
+      k = 2;
+    }
+    for (size_t e = 0; e < t.extra.size(); ++e) t.extra[e].insert(t.extra[e].end(), got[k + e][s], got[k + e][s] + dim);
   }
   t.computed = computed;
   t.from_cache = from_cache;

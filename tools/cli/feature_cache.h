@@ -1,12 +1,14 @@
 // The feature cache: the backbone's pooled features of each photo (and of its mirror image),
 // computed once and kept on disk, keyed by the photo's content hash (SHA-256 of the file bytes),
-// the backbone (SHA-256 of its graph and weights), the preprocessing (mode + size) and the flip.
+// the backbone (SHA-256 of its graph and weights), the preprocessing (mode + size) and the view
+// (the photo, its mirror image, or one of a few fixed crops).
 // Renaming, moving or re-splitting photos, retraining, or an interrupted run never recomputes
 // anything already there.
 //
 // On disk: $PETAL_CACHE/features/<model id, 16 hex>-<preprocessing>.feat, one append-only file:
 //   header (112 bytes): "PETALFC1", u32 dim, u32 0, 64 ASCII hex model id, 32 bytes preprocessing key
-//   records: 32-byte SHA-256 of the photo file, u8 flip, 3 zero bytes, dim × f32 (little-endian).
+//   records: 32-byte SHA-256 of the photo file, u8 view (0 the photo, 1 mirrored, 2… crops: see
+//   all_views() in dataset.h), 3 zero bytes, dim × f32 (little-endian).
 // Records are appended one batch at a time under an exclusive flock(), so parallel runs and a run
 // killed mid-write (the torn last record is dropped) are safe.
 #pragma once
@@ -56,10 +58,10 @@ class FeatureCache {
   FeatureCache(const FeatureCache&) = delete;
   FeatureCache& operator=(const FeatureCache&) = delete;
 
-  const float* find(const Digest& d, bool flip) const;  // null when absent
+  const float* find(const Digest& d, int view) const;  // null when absent
   struct Entry {
     Digest digest;
-    bool flip;
+    int view;
     const float* features;
   };
   void append(const std::vector<Entry>& entries);  // written to disk before it returns
@@ -110,13 +112,15 @@ struct FeatureTable {
   std::vector<int32_t> labels;        // their labels
   std::vector<float> features;        // files.size() × dim
   std::vector<float> flipped;         // files.size() × dim, when flips were asked for
+  std::vector<std::vector<float>> extra;  // per extra view (ExtractOptions::extra_views): files.size() × dim
   std::vector<Skipped> skipped;       // requested files without features, and why
-  size_t computed = 0;                // backbone runs (images + flips) done now
+  size_t computed = 0;                // backbone runs (photos + views) done now
   size_t from_cache = 0;              // rows found in the cache
   double seconds = 0;
 };
 struct ExtractOptions {
-  bool flips = false;
+  bool flips = false;             // view 1, the mirror image
+  std::vector<int> extra_views;   // ids ≥ 2 of all_views()
   bool progress = true;
   bool warn = true;   // print one warning per skipped file
   size_t batch = 8;

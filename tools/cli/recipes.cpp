@@ -3,6 +3,7 @@
 #include <pthreadpool.h>
 #include <xnnpack.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "engine.h"
@@ -32,6 +33,28 @@ Recipe recipe_by_name(const std::string& name) {
 }
 
 std::vector<std::string> recipe_names() { return {"petal", "tutorial"}; }
+
+std::vector<int> parse_views(const std::string& list) {
+  std::vector<int> ids;
+  if (list.empty() || list == "none") return ids;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t end = list.find(',', start);
+    const std::string name = list.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const int id = view_id(name);
+    if (id < 2) throw Error("'" + name + "' is not a crop view; use --flips/--no-flips for the photo and its mirror image");
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return ids;
+}
+
+std::string views_string(const std::vector<int>& views) {
+  std::string s;
+  for (int v : views) s += (s.empty() ? "" : ",") + std::string(all_views()[size_t(v)].name);
+  return s.empty() ? "none" : s;
+}
 
 Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const Head& head,
                    const std::vector<std::string>& class_names, const Preprocessing& prep, const std::string& recipe,

@@ -16,6 +16,7 @@ struct Recipe {
   std::string name;
   Preprocessing prep;
   bool flips = false;  // mirrored photos' features as extra training examples
+  std::vector<int> extra_views;  // more views (crops, ids of all_views() from 2) as extra training examples
   int hidden = 512;
   TrainOptions train;
 };
@@ -24,6 +25,9 @@ struct Recipe {
 // "petal" (default): caffe-preprocessed 224² inputs plus everything measured to help.
 Recipe recipe_by_name(const std::string& name);
 std::vector<std::string> recipe_names();
+// "crop85,crop85-flip" → view ids (no duplicates; "none" or "" → none). Throws petal::Error.
+std::vector<int> parse_views(const std::string& list);
+std::string views_string(const std::vector<int>& views);
 
 // A head-only bundle in Engine::to_bundle(false)'s layout: the backbone's metadata with
 // backbone=external, the head tensors, class names, plus how it was made ("recipe", "training"
