@@ -2,6 +2,7 @@
 # Fuzz Petal's untrusted-input entry points with libFuzzer (clang-14, ASan + UBSan):
 #   image     probe_image / decode_image (JPEG, PNG, BMP, GIF) / exif_orientation, resize, preprocess
 #   bundle    read_bundle + the engine's bundle validation (graph, head, class names, bank), round trip
+#   engine    a whole Engine from a bundle (XNNPACK backbone, forward pass on small graphs, export)
 #   tfjs      import_tfjs (model.json + shards in memory)
 #   keras_h5  import_keras_h5_bytes (libhdf5 on an in-memory file)
 # Usage:
@@ -17,7 +18,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MODE=${1:-short}
 B=$ROOT/build/fuzz
-TARGETS=(${FUZZ_TARGETS:-image bundle tfjs keras_h5})
+TARGETS=(${FUZZ_TARGETS:-image bundle engine tfjs keras_h5})
 CXX=${FUZZ_CXX:-clang++-14} CC=${FUZZ_CC:-clang-14}
 command -v "$CXX" >/dev/null || { echo "error: $CXX not found; apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
 data=${PETAL_DATA:-$ROOT/../shared/data}
@@ -47,8 +48,9 @@ build() {
   fi
 }
 
-max_len() { case $1 in image|bundle) echo 65536 ;; *) echo 131072 ;; esac; }
-dict() { case $1 in bundle|tfjs) echo "-dict=$ROOT/fuzz/json.dict" ;; esac; }
+seeds() { case $1 in engine) echo "$B/seeds/bundle" ;; *) echo "$B/seeds/$1" ;; esac; }
+max_len() { case $1 in image|bundle|engine) echo 65536 ;; *) echo 131072 ;; esac; }
+dict() { case $1 in bundle|engine|tfjs) echo "-dict=$ROOT/fuzz/json.dict" ;; esac; }
 # libhdf5 1.10.8 (Debian's, uninstrumented) is not robust against hostile files: fuzzing finds
 # heap overflows inside it, it leaks on some error paths and sizes allocations from the file's
 # header (4 GB from a 70 kB file). That target runs in fork mode so fuzzing goes on past such
@@ -64,7 +66,7 @@ extra() {
 # not a sanitizer interceptor or libFuzzer: prints "libhdf5" or "petal".
 blame() {  # target artifact
   local out frame
-  out=$(ASAN_OPTIONS=detect_leaks=0 "$B/fuzz_$1" -runs=1 -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=65536 "$2" 2>&1 || true)
+  out=$(ASAN_OPTIONS=detect_leaks=0 "$B/fuzz_$1" -runs=1 -timeout=30 -rss_limit_mb=3072 -malloc_limit_mb=65536 "$2" 2>&1 || true)
   frame=$(printf '%s\n' "$out" | grep -E '^ +#[0-9]+ 0x[0-9a-f]+ in ' \
     | grep -vE ' in (__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::)' \
     | grep -vE '\(/[^)]*/fuzz_[a-z0-9_]+\+0x[0-9a-f]+\)' | head -1)
@@ -79,7 +81,7 @@ run() {  # target seconds
   [ "$t" = keras_h5 ] && leaks=0
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=$leaks:allocator_may_return_null=0} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    "$B/fuzz_$t" "$B/corpus/$t" "$B/seeds/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=3072 \
+    "$B/fuzz_$t" "$B/corpus/$t" "$(seeds "$t")" -max_total_time="$secs" -timeout=30 -rss_limit_mb=3072 \
     -max_len="$(max_len "$t")" $(dict "$t") $(extra "$t") -print_final_stats=1 -artifact_prefix="$B/findings/$t/" \
     >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
