@@ -100,9 +100,21 @@ struct VariantFeatures {
 VariantFeatures variant_features(const Dataset& d, const Bundle& bundle, const Graph& graph, const BackboneOptions& o,
                                  const std::string& label, const std::vector<bool>& with_flip, size_t threads) {
   const Preprocessing prep = preprocessing_of(bundle);
-  std::string id = backbone_id(bundle);
-  if (o.int8) {
-    const std::string tagged = id + (o.int8_first_conv ? ":int8-qd8-all" : ":int8-qd8");
+  // int8 features are cached under the id of the bundle marked by `petal quantize`, so that
+  // `petal extract/train --model <marked bundle>` finds them (int8-all has no marker: own id).
+  std::string id;
+  if (o.int8 && !bundle.has(kInt8Marker)) {
+    Bundle marked = bundle;
+    Tensor t;
+    t.shape = {1};
+    t.data = {1.f};
+    marked.tensors[kInt8Marker] = t;
+    id = backbone_id(marked);
+  } else {
+    id = backbone_id(bundle);
+  }
+  if (o.int8_first_conv) {
+    const std::string tagged = id + ":int8-qd8-all";
     id = hex(sha256(tagged.data(), tagged.size()));
   }
   const size_t dim = size_t(graph.feature_dim), in_size = size_t(prep.size) * prep.size * 3;
