@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "error.h"
@@ -216,6 +217,16 @@ bool header_size(const std::string& fmt, const uint8_t* d, size_t n, int64_t& w,
   return false;
 }
 
+// Megapixels with two decimals, rounded up so that an image just over the limit never reads as
+// "50.00" (10000x5001 is 50.01).
+std::string megapixels(uint64_t px) {
+  const uint64_t hundredths = (px + 9999) / 10000;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%llu.%02llu", static_cast<unsigned long long>(hundredths / 100),
+                static_cast<unsigned long long>(hundredths % 100));
+  return buf;
+}
+
 }  // namespace
 
 ImageInfo probe_image(const uint8_t* data, size_t size) {
@@ -236,7 +247,7 @@ ImageInfo probe_image(const uint8_t* data, size_t size) {
   const uint64_t px = uint64_t(w) * uint64_t(h);
   int c = 0, sw = 0, sh = 0;
   if (px > limits::kMaxImagePixels || uint32_t(w) > limits::kMaxImageSide || uint32_t(h) > limits::kMaxImageSide)
-    throw Error("the image is " + std::to_string(w) + "x" + std::to_string(h) + " (" + std::to_string(px / 1000000) +
+    throw Error("the image is " + std::to_string(w) + "x" + std::to_string(h) + " (" + megapixels(px) +
                 " megapixels); the limit is " + std::to_string(limits::kMaxImagePixels / 1000000) +
                 " megapixels and " + std::to_string(limits::kMaxImageSide) + " pixels a side; scale it down first");
   if (info.format == "jpeg" && !jpeg_huffman_tables_ok(data, size))  // before stb_image parses them
