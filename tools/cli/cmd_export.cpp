@@ -74,7 +74,11 @@ void register_export(CLI::App& app) {
     std::vector<float> bank;
     std::vector<int32_t> bank_labels;
     size_t bank_rows = 0;
-    if (bank_per_class > 0) {
+    // A model that already carries a bank (a head-only bundle exported with one, as the
+    // committed flowers head) keeps it unless --data asks for a new one: a machine without
+    // the photos can still make the page's bundle.
+    const bool keep_bank = data.empty() && b.has("bank.features");
+    if (bank_per_class > 0 && !keep_bank) {
       std::string dir = data.empty() ? training.value("data", std::string()) : data;
       if (dir.empty())
         throw Error("the model does not say which photos it was trained on: give --data FOLDER, or --bank-per-class 0 for no bank");
@@ -105,6 +109,7 @@ void register_export(CLI::App& app) {
     }
     Engine engine(b, size_t(threads));
     if (bank_rows) engine.set_bank(std::move(bank), std::move(bank_labels));
+    if (keep_bank) bank_rows = engine.bank_labels().size();
     Bundle outb = engine.to_bundle(!head_only);
     const auto parent = std::filesystem::path(out).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent);
