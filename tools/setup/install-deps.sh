@@ -8,7 +8,7 @@ PKGS=(build-essential cmake ninja-build pkg-config curl ca-certificates xz-utils
       clang-14 libclang-rt-14-dev
       emscripten binaryen wabt
       libstb-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest libhdf5-dev
-      chromium fonts-dejavu-core)
+      chromium fonts-dejavu-core libjpeg-turbo-progs)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
