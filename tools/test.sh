@@ -37,7 +37,7 @@ run() {  # name command...
 }
 run gtest build/native/tests/cpp/petal_tests
 # Under ASan + UBSan: everything except the long real-photo sweeps (same code paths, 10x slower).
-run gtest-asan env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+run gtest-asan env ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/cpp/lsan.supp UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   build/asan/tests/cpp/petal_tests --gtest_filter=-Golden.DaisiesAreDaisiesInImageNetTop5:*Slow*
 run node node --test --test-concurrency=1 tests/node/
 run browser node --test --test-concurrency=1 tests/browser/
