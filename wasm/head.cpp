@@ -40,17 +40,24 @@ struct AdamCtx {
 
 // Four lanes at a time where the target has 128-bit SIMD (SSE2 natively, SIMD128 in wasm). The
 // same operations in the same order as the scalar loop, so results are bit-identical either way.
+//
+// Moments below kTiny are set to 0. A feature that is 0 for every photo in a batch has gradient 0,
+// and its first moment decays by 0.9 a step until it is a subnormal float after ~700 steps; x86
+// handles subnormals in microcode, which made epochs 5-10 twice as slow as epochs 1-4.
+constexpr float kTiny = 1e-30f;
 void adam_range(void* p, size_t b, size_t e) {
   auto* c = static_cast<AdamCtx*>(p);
   size_t i = b;
 #if defined(__SSE2__)
   const __m128 b1 = _mm_set1_ps(c->b1), b1c = _mm_set1_ps(1.f - c->b1), b2 = _mm_set1_ps(c->b2),
                b2c = _mm_set1_ps(1.f - c->b2), lr = _mm_set1_ps(c->lr_t), eps = _mm_set1_ps(c->eps),
-               decay = _mm_set1_ps(c->decay);
+               decay = _mm_set1_ps(c->decay), tiny = _mm_set1_ps(kTiny), sign = _mm_set1_ps(-0.f);
   for (; i + 4 <= e; i += 4) {
     const __m128 g = _mm_loadu_ps(c->g + i), w = _mm_loadu_ps(c->w + i);
-    const __m128 m = _mm_add_ps(_mm_mul_ps(b1, _mm_loadu_ps(c->m + i)), _mm_mul_ps(b1c, g));
-    const __m128 v = _mm_add_ps(_mm_mul_ps(b2, _mm_loadu_ps(c->v + i)), _mm_mul_ps(_mm_mul_ps(b2c, g), g));
+    __m128 m = _mm_add_ps(_mm_mul_ps(b1, _mm_loadu_ps(c->m + i)), _mm_mul_ps(b1c, g));
+    __m128 v = _mm_add_ps(_mm_mul_ps(b2, _mm_loadu_ps(c->v + i)), _mm_mul_ps(_mm_mul_ps(b2c, g), g));
+    m = _mm_and_ps(m, _mm_cmpge_ps(_mm_andnot_ps(sign, m), tiny));
+    v = _mm_and_ps(v, _mm_cmpge_ps(v, tiny));
     _mm_storeu_ps(c->m + i, m);
     _mm_storeu_ps(c->v + i, v);
     const __m128 step = _mm_add_ps(_mm_div_ps(_mm_mul_ps(lr, m), _mm_add_ps(_mm_sqrt_ps(v), eps)), _mm_mul_ps(decay, w));
@@ -59,11 +66,13 @@ void adam_range(void* p, size_t b, size_t e) {
 #elif defined(__wasm_simd128__)
   const v128_t b1 = wasm_f32x4_splat(c->b1), b1c = wasm_f32x4_splat(1.f - c->b1), b2 = wasm_f32x4_splat(c->b2),
                b2c = wasm_f32x4_splat(1.f - c->b2), lr = wasm_f32x4_splat(c->lr_t), eps = wasm_f32x4_splat(c->eps),
-               decay = wasm_f32x4_splat(c->decay);
+               decay = wasm_f32x4_splat(c->decay), tiny = wasm_f32x4_splat(kTiny);
   for (; i + 4 <= e; i += 4) {
     const v128_t g = wasm_v128_load(c->g + i), w = wasm_v128_load(c->w + i);
-    const v128_t m = wasm_f32x4_add(wasm_f32x4_mul(b1, wasm_v128_load(c->m + i)), wasm_f32x4_mul(b1c, g));
-    const v128_t v = wasm_f32x4_add(wasm_f32x4_mul(b2, wasm_v128_load(c->v + i)), wasm_f32x4_mul(wasm_f32x4_mul(b2c, g), g));
+    v128_t m = wasm_f32x4_add(wasm_f32x4_mul(b1, wasm_v128_load(c->m + i)), wasm_f32x4_mul(b1c, g));
+    v128_t v = wasm_f32x4_add(wasm_f32x4_mul(b2, wasm_v128_load(c->v + i)), wasm_f32x4_mul(wasm_f32x4_mul(b2c, g), g));
+    m = wasm_v128_and(m, wasm_f32x4_ge(wasm_f32x4_abs(m), tiny));
+    v = wasm_v128_and(v, wasm_f32x4_ge(v, tiny));
     wasm_v128_store(c->m + i, m);
     wasm_v128_store(c->v + i, v);
     const v128_t step = wasm_f32x4_add(wasm_f32x4_div(wasm_f32x4_mul(lr, m), wasm_f32x4_add(wasm_f32x4_sqrt(v), eps)),
@@ -73,8 +82,12 @@ void adam_range(void* p, size_t b, size_t e) {
 #endif
   for (; i < e; ++i) {
     const float g = c->g[i];
-    const float m = c->m[i] = c->b1 * c->m[i] + (1.f - c->b1) * g;
-    const float v = c->v[i] = c->b2 * c->v[i] + (1.f - c->b2) * g * g;
+    float m = c->b1 * c->m[i] + (1.f - c->b1) * g;
+    float v = c->b2 * c->v[i] + (1.f - c->b2) * g * g;
+    if (!(std::fabs(m) >= kTiny)) m = 0.f;
+    if (!(v >= kTiny)) v = 0.f;
+    c->m[i] = m;
+    c->v[i] = v;
     c->w[i] -= c->lr_t * m / (std::sqrt(v) + c->eps) + c->decay * c->w[i];
   }
 }
@@ -159,12 +172,15 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
   for (size_t i = 0; i < tr.n; ++i)
     if (tr.labels[i] < 0 || tr.labels[i] >= classes_) throw Error("a training label is outside 0.." + std::to_string(classes_ - 1));
   if (opt.batch_size < 1 || opt.epochs < 1) throw Error("epochs and batch size must be at least 1");
+  if (opt.average_last < 0 || opt.average_last > opt.epochs)
+    throw Error("weight averaging needs between 1 and " + std::to_string(opt.epochs) + " epochs (got " + std::to_string(opt.average_last) + ")");
+  if (opt.average_last > 0 && opt.keep_best) throw Error("keep the best epoch or average the last epochs, not both");
   const size_t B = size_t(opt.batch_size), H = size_t(hidden_), C = size_t(classes_), D = size_t(in_);
   AdamSlot a_w1, a_b1, a_w2, a_b2;
   a_w1.init(H * D); a_b1.init(H); a_w2.init(C * H); a_b2.init(C);
   std::vector<float> g_w1(H * D), g_b1(H), g_w2(C * H), g_b2(C);
-  PaddedBuffer x, h, logits, dlog, dlogT, dh, dhT;
-  x.resize(B * D); h.resize(B * H); logits.resize(B * C); dlog.resize(B * C); dlogT.resize(C * B);
+  PaddedBuffer x, h, hT, logits, dlog, dlogT, dh, dhT;
+  x.resize(B * D); h.resize(B * H); hT.resize(H * B); logits.resize(B * C); dlog.resize(B * C); dlogT.resize(C * B);
   dh.resize(B * H); dhT.resize(H * B);
   std::vector<float> mask(B * H, 1.f);
   std::vector<size_t> order(tr.n);
@@ -175,6 +191,8 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
   std::vector<EpochStats> history;
   double best_val = -1;
   std::vector<float> best_w1, best_b1, best_w2, best_b2;
+  std::vector<float> avg_w1, avg_b1, avg_w2, avg_b2;  // sums for weight averaging
+  int averaged = 0;
   const float smooth = opt.label_smoothing;
 
   auto update = [&](std::vector<float>& w, const std::vector<float>& g, AdamSlot& s, float lr_t, float decay) {
@@ -190,13 +208,14 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
     for (size_t start = 0; start < tr.n; start += B) {
       const size_t m = std::min(B, tr.n - start);
       for (size_t r = 0; r < m; ++r) std::memcpy(x.data() + r * D, tr.features + order[start + r] * D, D * sizeof(float));
-      // forward
-      matmul(x.data(), w1_.data(), h.data(), m, D, H, true, pool);
+      // forward. hᵀ = W1·xᵀ rather than h = x·W1ᵀ: XNNPACK packs the right-hand matrix on every
+      // call, and packing x (m×2048) instead of W1 (512×2048) made training ~30 % faster.
+      matmul(w1_.data(), x.data(), hT.data(), H, D, m, true, pool);
       const float keep = 1.f - opt.dropout;
       for (size_t r = 0; r < m; ++r)
         for (size_t j = 0; j < H; ++j) {
           float& v = h.data()[r * H + j];
-          v = std::max(0.f, v + b1_[j]);
+          v = std::max(0.f, hT.data()[j * m + r] + b1_[j]);
           if (opt.dropout > 0) {
             mask[r * H + j] = rng.uniform() < keep ? 1.f / keep : 0.f;
             v *= mask[r * H + j];
@@ -240,13 +259,23 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
       // Adam with Keras' bias correction folded into the step size
       ++step;
       const double t = double(step);
-      const float lr_t = float(opt.learning_rate * std::sqrt(1.0 - std::pow(opt.beta2, t)) / (1.0 - std::pow(opt.beta1, t)));
-      const float decay = opt.learning_rate * opt.weight_decay;
+      const double lr = opt.cosine_decay ? opt.learning_rate * 0.5 * (1.0 + std::cos(3.14159265358979323846 * double(step - 1) / double(total_steps)))
+                                         : double(opt.learning_rate);
+      const float lr_t = float(lr * std::sqrt(1.0 - std::pow(opt.beta2, t)) / (1.0 - std::pow(opt.beta1, t)));
+      const float decay = float(lr * opt.weight_decay);
       update(w1_, g_w1, a_w1, lr_t, decay);
       update(b1_, g_b1, a_b1, lr_t, 0.f);
       update(w2_, g_w2, a_w2, lr_t, decay);
       update(b2_, g_b2, a_b2, lr_t, 0.f);
       if (on_batch) on_batch(step, total_steps);
+    }
+    if (opt.average_last > 0 && epoch > opt.epochs - opt.average_last) {
+      auto add = [](std::vector<float>& sum, const std::vector<float>& w) {
+        if (sum.empty()) sum.assign(w.size(), 0.f);
+        for (size_t i = 0; i < w.size(); ++i) sum[i] += w[i];
+      };
+      add(avg_w1, w1_); add(avg_b1, b1_); add(avg_w2, w2_); add(avg_b2, b2_);
+      ++averaged;
     }
     EpochStats s;
     s.epoch = epoch;
@@ -268,6 +297,12 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
   }
   if (opt.keep_best && !best_w1.empty()) {
     w1_ = best_w1; b1_ = best_b1; w2_ = best_w2; b2_ = best_b2;
+  }
+  if (averaged > 0) {  // (an early stop by on_epoch averages what it reached)
+    auto mean = [&](std::vector<float>& w, const std::vector<float>& sum) {
+      for (size_t i = 0; i < w.size(); ++i) w[i] = sum[i] / float(averaged);
+    };
+    mean(w1_, avg_w1); mean(b1_, avg_b1); mean(w2_, avg_w2); mean(b2_, avg_b2);
   }
   return history;
 }

@@ -43,6 +43,11 @@ struct TrainOptions {
   float label_smoothing = 0.f;
   bool keep_best = false;     // restore the weights of the epoch with the best validation accuracy
   uint64_t seed = 123;
+  // Learning rate: constant (Keras' default), or cosine decay from learning_rate to 0 over the run.
+  bool cosine_decay = false;
+  // Stochastic weight averaging: end with the mean of the weights after each of the last
+  // `average_last` epochs (0: off; not with keep_best).
+  int average_last = 0;
 };
 
 struct EpochStats {

@@ -368,7 +368,8 @@ void register_train(CLI::App& app) {
   static std::string data, out, model, recipe = "petal", history_path, labels_path;
   static double split = 0.2;
   static int64_t seed = 123, train_seed = -1;
-  static int epochs = 10, batch = 32, hidden = 512, size = 0, threads = 0;
+  static int epochs = 10, batch = 32, hidden = 512, size = 0, threads = 0, average_last = -1;
+  static bool cosine = false, no_cosine = false;
   static float lr = 1e-3f, dropout = -1, weight_decay = -1, smoothing = -1;
   static std::string views;
   static bool flips = false, no_flips = false, no_augment = false, keep_best = false, last_epoch = false, fp16 = false, as_json = false;
@@ -393,7 +394,11 @@ void register_train(CLI::App& app) {
   o_views = cmd->add_option("--views", views, "crop views of the training photos as extra examples, e.g. crop85,crop85-flip, or none (default: the recipe's)");
   cmd->add_flag("--no-augment", no_augment, "train on the photos only: no mirror images, no crops");
   cmd->add_flag("--keep-best", keep_best, "keep the epoch with the best validation accuracy");
-  cmd->add_flag("--last-epoch", last_epoch, "keep the last epoch's weights (the default unless the recipe keeps the best)");
+  cmd->add_flag("--last-epoch", last_epoch, "keep the last epoch's weights, no averaging");
+  cmd->add_option("--average-last", average_last, "end with the mean weights of the last N epochs (SWA; default: the recipe's)")
+      ->check(CLI::Range(0, 10000));
+  cmd->add_flag("--cosine", cosine, "learning rate decays to 0 along a cosine over the run");
+  cmd->add_flag("--no-cosine", no_cosine, "constant learning rate (Keras' default)");
   cmd->add_flag("--fp16", fp16, "store the head's weights as fp16 (half the size)");
   cmd->add_option("--history", history_path, "history JSON to write (default: MODEL without .safetensors + .history.json)");
   cmd->add_option("--labels", labels_path, "also write the class names as a JSON list here");
@@ -417,8 +422,18 @@ void register_train(CLI::App& app) {
       r.flips = false;
       r.extra_views.clear();
     }
-    if (keep_best) r.train.keep_best = true;
-    if (last_epoch) r.train.keep_best = false;
+    if (average_last >= 0) r.train.average_last = average_last;
+    if (keep_best) {
+      r.train.keep_best = true;
+      r.train.average_last = 0;
+    }
+    if (last_epoch) {
+      r.train.keep_best = false;
+      r.train.average_last = 0;
+    }
+    if (cosine) r.train.cosine_decay = true;
+    if (no_cosine) r.train.cosine_decay = false;
+    if (r.train.average_last > r.train.epochs) r.train.average_last = r.train.epochs;
     const uint32_t split_seed = checked_seed(seed);
     r.train.seed = train_seed >= 0 ? uint64_t(train_seed) : split_seed;
 
@@ -482,10 +497,23 @@ void register_train(CLI::App& app) {
       for (auto& s : hist)
         if (s.val_accuracy > bv) { bv = s.val_accuracy; best = s.epoch; }
     }
+    // What the written head scores (the last epoch, the best one, or the averaged weights).
+    double final_val = -1, final_val_loss = -1;
+    if (!yval.empty()) {
+      Evaluation fe = head.evaluate(vals, pool.get());
+      final_val = fe.accuracy;
+      final_val_loss = fe.loss;
+    }
+    std::string kept = "epoch " + std::to_string(best);
+    if (r.train.average_last > 0)
+      kept = "mean of epochs " + std::to_string(int(hist.size()) - r.train.average_last + 1) + "-" + std::to_string(hist.size());
+    else if (r.train.keep_best)
+      kept += " (best validation accuracy)";
 
     json options = {{"epochs", r.train.epochs}, {"batch_size", r.train.batch_size}, {"learning_rate", r.train.learning_rate},
                     {"hidden", r.hidden}, {"dropout", r.train.dropout}, {"weight_decay", r.train.weight_decay},
-                    {"label_smoothing", r.train.label_smoothing}, {"keep_best", r.train.keep_best}, {"flips", r.flips},
+                    {"label_smoothing", r.train.label_smoothing}, {"keep_best", r.train.keep_best},
+                    {"average_last", r.train.average_last}, {"cosine_decay", r.train.cosine_decay}, {"flips", r.flips},
                     {"views", views_string(r.extra_views)},
                     {"preprocessing", r.prep.mode}, {"image_size", r.prep.size}, {"train_seed", r.train.seed}};
     json dataset = {{"path", abs_path(d.root)}, {"class_names", d.class_names}, {"validation_split", split}, {"seed", split_seed},
@@ -501,9 +529,8 @@ void register_train(CLI::App& app) {
       }
       h["seconds"].push_back(s.seconds);
     }
-    const double final_val = hist.empty() || !hist[size_t(best - 1)].has_val ? -1 : hist[size_t(best - 1)].val_accuracy;
     json training = {{"recipe", r.name}, {"data", abs_path(d.root)}, {"validation_split", split}, {"seed", split_seed},
-                     {"epoch", best}, {"options", options}};
+                     {"kept", kept}, {"options", options}};
     if (final_val >= 0) training["val_accuracy"] = final_val;
 
     ensure_parent(out);
@@ -511,8 +538,11 @@ void register_train(CLI::App& app) {
     save_bundle_file(hb, out, fp16 ? DType::F16 : DType::F32);
     const std::string hp = history_path.empty() ? stem_of(out) + ".history.json" : history_path;
     json doc = {{"format", "petal-history"}, {"model", out}, {"recipe", r.name}, {"options", options}, {"dataset", dataset},
-                {"history", h}, {"epoch_kept", best}, {"train_seconds", train_seconds}};
-    if (final_val >= 0) doc["val_accuracy"] = final_val;
+                {"history", h}, {"kept", kept}, {"train_seconds", train_seconds}};
+    if (final_val >= 0) {
+      doc["val_accuracy"] = final_val;
+      doc["val_loss"] = final_val_loss;
+    }
     ensure_parent(hp);
     write_file(hp, doc.dump(1) + "\n");
     if (!labels_path.empty()) {
@@ -521,13 +551,13 @@ void register_train(CLI::App& app) {
     }
     const double total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     if (as_json) {
-      json j = {{"model", out}, {"history", hp}, {"recipe", r.name}, {"epoch_kept", best}, {"train_seconds", train_seconds},
+      json j = {{"model", out}, {"history", hp}, {"recipe", r.name}, {"kept", kept}, {"train_seconds", train_seconds},
                 {"seconds", total_seconds}, {"training_examples", ytr.size()}, {"validation_photos", yval.size()},
                 {"computed", computed}, {"from_cache", from_cache}, {"skipped", skipped_json(skipped)}};
       if (final_val >= 0) j["val_accuracy"] = final_val;
       std::printf("%s\n", j.dump(1).c_str());
     } else {
-      std::printf("wrote %s (epoch %d%s", out.c_str(), best, r.train.keep_best ? ", best validation accuracy" : "");
+      std::printf("wrote %s (%s", out.c_str(), kept.c_str());
       if (final_val >= 0) std::printf(", val_accuracy %.4f", final_val);
       std::printf(") and %s; head training %.2f s, %.1f s in all\n", hp.c_str(), train_seconds, total_seconds);
       if (r.prep.mode != "caffe")
