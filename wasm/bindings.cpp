@@ -70,8 +70,12 @@ class JsEngine {
  public:
   JsEngine(val bundle_bytes, int threads) {
     guarded([&] {
-      auto bytes = bytes_of(bundle_bytes);
-      engine_ = std::make_unique<Engine>(read_bundle(bytes.data(), bytes.size(), "the model file"), size_t(threads));
+      Bundle bundle;
+      {
+        auto bytes = bytes_of(bundle_bytes);  // freed before the engine packs its weights
+        bundle = read_bundle(bytes.data(), bytes.size(), "the model file");
+      }
+      engine_ = std::make_unique<Engine>(std::move(bundle), size_t(threads));
       return 0;
     });
   }

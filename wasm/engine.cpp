@@ -39,7 +39,9 @@ std::vector<std::string> parse_class_names(const std::string& text) {
 
 std::string class_names_json(const std::vector<std::string>& names) { return json(names).dump(); }
 
-Engine::Engine(const Bundle& bundle, size_t threads) {
+Engine::Engine(const Bundle& bundle, size_t threads) : Engine(Bundle(bundle), threads) {}
+
+Engine::Engine(Bundle&& bundle, size_t threads) {
   auto it = bundle.metadata.find("format");
   if (it == bundle.metadata.end() || it->second != "petal-bundle")
     throw Error("this file is a safetensors file but not a Petal model bundle (metadata 'format' is not 'petal-bundle')");
@@ -47,7 +49,7 @@ Engine::Engine(const Bundle& bundle, size_t threads) {
   if (bundle.metadata.count("preprocessing") && bundle.meta("preprocessing") != "caffe")
     throw Error("the model bundle asks for preprocessing '" + bundle.meta("preprocessing") + "', which Petal does not know");
   for (auto& [name, t] : bundle.tensors)
-    if (name.rfind("head.", 0) != 0 && name.rfind("bank.", 0) != 0) backbone_tensors_.tensors[name] = t;
+    if (name.rfind("head.", 0) != 0 && name.rfind("bank.", 0) != 0) backbone_tensors_.tensors[name] = std::move(t);
   for (auto& [k, v] : bundle.metadata)
     if (k != "class_names" && k != "head_shape") backbone_tensors_.metadata[k] = v;
   backbone_ = std::make_unique<Backbone>(g, backbone_tensors_, threads);

@@ -22,6 +22,8 @@ class Engine {
  public:
   // Throws petal::Error for a bundle that is not a usable Petal model.
   explicit Engine(const Bundle& bundle, size_t threads = 0);
+  // Takes the backbone's tensors out of `bundle` instead of copying them (100 MB for ResNet-50).
+  explicit Engine(Bundle&& bundle, size_t threads = 0);
 
   const Graph& graph() const { return backbone_->graph(); }
   int input_size() const { return graph().input_h; }
