@@ -7,7 +7,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "backbone.h"
 #include "engine.h"
+#include "image.h"
 #include "error.h"
 #include "test_support.h"
 
@@ -137,6 +139,40 @@ TEST_F(Golden, BadImagesGiveOneLineErrors) {
       const std::string msg = e.what();
       EXPECT_NE(msg.find(c.expect), std::string::npos) << msg;
       EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+}
+
+// A head trained with `petal train --image-size N` carries input_size NxN: the engine must run the
+// backbone at that size (what `petal eval` measured), not at the graph's 224.
+TEST_F(Golden, BundleInputSizeSetsTheBackboneSize) {
+  const std::string photo = index_.at("images").at(0).at("file").get<std::string>();
+  const auto bytes = test::read_bytes(test::data_dir() + "/" + photo);
+  ASSERT_FALSE(bytes.empty()) << photo;
+  Bundle b = load_bundle_file(test::backbone_path());
+  b.metadata["input_size"] = "160x160";
+  Engine at160(b, 2);
+  EXPECT_EQ(at160.input_size(), 160);
+  const auto got = at160.features_of_bytes(bytes.data(), bytes.size());
+  const auto input = image_to_input(bytes.data(), bytes.size(), 160, 160);
+  // The same photo through an explicit 160x160 graph of the same weights.
+  Graph g = engine_->graph();
+  g.input_h = g.input_w = 160;
+  Backbone direct(g, load_bundle_file(test::backbone_path()), 2);
+  std::vector<float> ref(size_t(g.feature_dim));
+  direct.run(input.data(), 1, ref.data());
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-5f) << i;
+  const auto at224 = engine_->features_of_bytes(bytes.data(), bytes.size());
+  EXPECT_LT(cosine(got.data(), at224.data(), got.size()), 0.9999) << "160 px features equal the 224 px ones";
+
+  for (const char* bad : {"288", "288x", "0x0", "4096x4096", "288x288x3"}) {
+    b.metadata["input_size"] = bad;
+    try {
+      Engine e(b, 1);
+      ADD_FAILURE() << "input_size '" << bad << "' was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("input_size"), std::string::npos) << e.what();
     }
   }
 }
