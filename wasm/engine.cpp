@@ -40,12 +40,7 @@ std::vector<std::string> parse_class_names(const std::string& text) {
 
 std::string class_names_json(const std::vector<std::string>& names) { return json(names).dump(); }
 
-Engine::Engine(const Bundle& bundle, size_t threads) : Engine(Bundle(bundle), threads) {}
-
-Engine::Engine(Bundle&& bundle, size_t threads) {
-  auto it = bundle.metadata.find("format");
-  if (it == bundle.metadata.end() || it->second != "petal-bundle")
-    throw Error("this file is a safetensors file but not a Petal model bundle (metadata 'format' is not 'petal-bundle')");
+Graph bundle_graph(const Bundle& bundle) {
   Graph g = Graph::from_json(bundle.meta("graph"));
   // A head trained at another input size (petal train --image-size) says so in "input_size"; the
   // backbone (convolutions and a global average pool) runs at any size, and must run at that one.
@@ -53,10 +48,20 @@ Engine::Engine(Bundle&& bundle, size_t threads) {
     int h = 0, w = 0;
     char x = 0, rest = 0;
     if (std::sscanf(is->second.c_str(), "%d%c%d%c", &h, &x, &w, &rest) != 3 || x != 'x' || h < 32 || w < 32 || h > 1024 || w > 1024)
-      throw Error("the model bundle's input_size '" + is->second + "' is not WIDTHxHEIGHT between 32 and 1024");
+      throw Error("the model bundle's input_size '" + is->second + "' is not HEIGHTxWIDTH between 32 and 1024");
     g.input_h = h;
     g.input_w = w;
   }
+  return g;
+}
+
+Engine::Engine(const Bundle& bundle, size_t threads) : Engine(Bundle(bundle), threads) {}
+
+Engine::Engine(Bundle&& bundle, size_t threads) {
+  auto it = bundle.metadata.find("format");
+  if (it == bundle.metadata.end() || it->second != "petal-bundle")
+    throw Error("this file is a safetensors file but not a Petal model bundle (metadata 'format' is not 'petal-bundle')");
+  const Graph g = bundle_graph(bundle);
   if (bundle.metadata.count("preprocessing") && bundle.meta("preprocessing") != "caffe")
     throw Error("the model bundle asks for preprocessing '" + bundle.meta("preprocessing") + "', which Petal does not know");
   for (auto& [name, t] : bundle.tensors)

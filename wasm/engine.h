@@ -18,6 +18,10 @@ struct Prediction {
   float probability = 0;
 };
 
+// The bundle's graph at the input size the bundle asks for (metadata "input_size", e.g. a head
+// trained at 288x288); throws petal::Error for a malformed one.
+Graph bundle_graph(const Bundle& bundle);
+
 class Engine {
  public:
   // Throws petal::Error for a bundle that is not a usable Petal model.

@@ -4,6 +4,7 @@
 
 #include "backbone.h"
 #include "common.h"
+#include "engine.h"
 #include "error.h"
 #include "image.h"
 #include "onnx_export.h"
@@ -25,7 +26,7 @@ void register_onnx(CLI::App& app) {
     auto it = b.metadata.find("format");
     if (it == b.metadata.end() || it->second != "petal-bundle")
       throw Error("'" + model + "' is a safetensors file but not a Petal model bundle");
-    const Graph g = Graph::from_json(b.meta("graph"));
+    const Graph g = bundle_graph(b);
     OnnxOptions o;
     o.head = !no_head;
     o.logits = !no_logits;

@@ -22,7 +22,7 @@ struct Recipe {
 };
 // "tutorial": the Keras transfer-learning tutorial as written (raw 0–255 pixels at 180², no
 // augmentation, Dense(512, ReLU) → Dense(N), Adam 1e-3, batch 32, 10 epochs).
-// "petal" (default): caffe-preprocessed 224² inputs plus everything measured to help.
+// "petal" (default): caffe-preprocessed 288² inputs plus everything measured to help.
 Recipe recipe_by_name(const std::string& name);
 std::vector<std::string> recipe_names();
 // "crop85,crop85-flip" → view ids (no duplicates; "none" or "" → none). Throws petal::Error.
