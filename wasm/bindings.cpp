@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "backbone.h"
 #include "bundle.h"
 #include "engine.h"
 #include "error.h"
@@ -68,19 +69,24 @@ std::vector<std::string> strings_of(const val& arr) {
 
 class JsEngine {
  public:
-  JsEngine(val bundle_bytes, int threads) {
+  JsEngine(val bundle_bytes, int threads) : JsEngine(bundle_bytes, threads, false) {}
+  // int8: run the convolutions in int8 (as if the bundle carried `petal quantize`'s marker).
+  JsEngine(val bundle_bytes, int threads, bool int8) {
     guarded([&] {
       Bundle bundle;
       {
         auto bytes = bytes_of(bundle_bytes);  // freed before the engine packs its weights
         bundle = read_bundle(bytes.data(), bytes.size(), "the model file");
       }
+      if (int8 && !bundle.has(kInt8Marker)) bundle.tensors[kInt8Marker] = Tensor{{1}, {1.f}, DType::F32};
+      int8_ = bundle.has(kInt8Marker);
       engine_ = std::make_unique<Engine>(std::move(bundle), size_t(threads));
       return 0;
     });
   }
 
   int threads() const { return int(engine_->threads()); }
+  bool int8() const { return int8_; }
   int featureDim() const { return engine_->feature_dim(); }
   int inputSize() const { return engine_->input_size(); }
   bool hasHead() const { return engine_->has_head(); }
@@ -216,6 +222,7 @@ class JsEngine {
 
  private:
   std::unique_ptr<Engine> engine_;
+  bool int8_ = false;
 };
 
 // {format, width, height} from the header, or a JS Error saying why the file cannot be used.
@@ -264,7 +271,9 @@ bool threadsBuild() {
 EMSCRIPTEN_BINDINGS(petal) {
   emscripten::class_<JsEngine>("Engine")
       .constructor<val, int>()
+      .constructor<val, int, bool>()
       .function("threads", &JsEngine::threads)
+      .function("int8", &JsEngine::int8)
       .function("featureDim", &JsEngine::featureDim)
       .function("inputSize", &JsEngine::inputSize)
       .function("hasHead", &JsEngine::hasHead)

@@ -27,7 +27,7 @@ function message(e) {
 
 // ---- requests --------------------------------------------------------------------------
 
-async function init({ build, threads, modelUrl, stopBuffer }) {
+async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
   const started = performance.now();
   try {
     importScripts(`engine/petal-${build}.js`);
@@ -53,7 +53,7 @@ async function init({ build, threads, modelUrl, stopBuffer }) {
   post({ event: 'download', phase: 'starting' });
   const t = performance.now();
   try {
-    engine = new M.Engine(model.bytes, threads);
+    engine = new M.Engine(model.bytes, threads, !!int8);
   } catch (e) {
     throw new Error(`the model file could not be used: ${message(e)}`);
   }
@@ -67,6 +67,7 @@ async function init({ build, threads, modelUrl, stopBuffer }) {
   return {
     build,
     threads: engine.threads(),
+    int8: engine.int8(),
     threadsBuild: M.threadsBuild(),
     classNames: engine.classNames(),
     featureDim: engine.featureDim(),

@@ -1,0 +1,58 @@
+// The page offers both engines: fp32 (default) and int8 convolutions (faster). The choice is a
+// button on the engine line; it is remembered, and ?engine=int8|fp32 overrides it.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { DAISY, ROSE, TULIP, requireData, serve, launch, freshContext, openPage, waitEngine, choose, cards } from './helpers.mjs';
+
+let server, browser;
+before(async () => {
+  requireData();
+  server = await serve();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const photos = [DAISY, ROSE, TULIP];
+const scores = async (page) => Object.fromEntries((await cards(page)).map((c) => [c.name, c]));
+
+test('int8 engine: chosen with its button, remembered across visits, same answers as fp32 within a few percent', async () => {
+  const { context } = await freshContext(browser);
+  try {
+    const page = await openPage(context, server.url);
+    const info = page.locator('#engine-info');
+    assert.equal(await info.getAttribute('data-precision'), 'fp32', 'fp32 is the default');
+    assert.match(await info.textContent(), /fp32/);
+    await choose(page, photos);
+    const fp32 = await scores(page);
+    assert.deepEqual(photos.map((f) => fp32[path.basename(f)].top), ['daisy', 'roses', 'tulips']);
+
+    await Promise.all([page.waitForNavigation(), page.click('#precision')]);
+    await waitEngine(page);
+    assert.equal(await page.locator('#engine-info').getAttribute('data-precision'), 'int8');
+    assert.match(await page.locator('#engine-info').textContent(), /int8/);
+    await choose(page, photos);
+    const int8 = await scores(page);
+    console.log(`  fp32 vs int8: ${photos.map((f) => `${fp32[path.basename(f)].top} ${fp32[path.basename(f)].probability.toFixed(4)}/${int8[path.basename(f)].probability.toFixed(4)}`).join(', ')}`);
+    for (const f of photos) {
+      const a = fp32[path.basename(f)], b = int8[path.basename(f)];
+      assert.equal(b.top, a.top, `${b.name}: int8 says ${b.top}, fp32 ${a.top}`);
+      assert.ok(Math.abs(b.probability - a.probability) < 0.05, `${b.name}: int8 ${b.probability} vs fp32 ${a.probability}`);
+      assert.notEqual(b.probability, a.probability, 'the int8 engine really ran (its numbers differ from fp32 a little)');
+    }
+
+    // Remembered: a plain visit runs int8 again; the URL overrides the stored choice.
+    const again = await context.newPage();
+    await again.goto(server.url);
+    await waitEngine(again);
+    assert.equal(await again.locator('#engine-info').getAttribute('data-precision'), 'int8');
+    await again.goto(`${server.url}?engine=fp32`);
+    await waitEngine(again);
+    assert.equal(await again.locator('#engine-info').getAttribute('data-precision'), 'fp32');
+  } finally {
+    await context.close();
+  }
+});
