@@ -21,7 +21,7 @@ count() {  # suite-name log exit-code: add the runner's own pass/fail counts
   case $name in
     gtest*) p=$(grep -c '^\[       OK \]' "$log"); f=$(grep -c '^\[  FAILED  \] [A-Za-z].*(' "$log") ;;
     node*|browser*) p=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$log" | tail -1); f=$(sed -n 's/^# fail \([0-9]*\)/\1/p' "$log" | tail -1) ;;
-    fuzz*) p=$(grep -c '^fuzz ok' "$log"); f=$(grep -c '^fuzz FAILED' "$log") ;;
+    fuzz*) p=$(grep -c '^fuzz .*no findings in Petal' "$log"); f=$(grep -c '^fuzz .*FINDING' "$log") ;;
   esac
   p=${p:-0} f=${f:-0}
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
