@@ -17,6 +17,7 @@ namespace {
 constexpr uint32_t kInputId = 0, kFeaturesId = 1, kLogitsId = 2;
 
 void check(xnn_status s, const std::string& what) {
+  if (s == xnn_status_out_of_memory) throw Error(std::string(kOutOfMemoryMessage) + " (XNNPACK could not " + what + ")");
   if (s != xnn_status_success) throw Error("XNNPACK failed to " + what + " (status " + std::to_string(int(s)) + ")");
 }
 

@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "error.h"
 #include "image.h"
+#include "petal_limits.h"
 
 using emscripten::val;
 using namespace petal;
@@ -32,7 +33,7 @@ auto guarded(F&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const std::bad_alloc&) {
-    msg = "out of memory in the engine; close other tabs or use fewer/smaller photos";
+    msg = kOutOfMemoryMessage;
   } catch (const std::exception& e) {
     msg = e.what();
   }
@@ -268,6 +269,19 @@ bool threadsBuild() {
 
 }  // namespace
 
+// The named limits (wasm/petal_limits.h), so that the page and tests read them from the engine.
+val limits_js() {
+  val o = val::object();
+  o.set("maxImagePixels", double(petal::limits::kMaxImagePixels));
+  o.set("maxImageBytes", double(petal::limits::kMaxImageBytes));
+  o.set("maxImageSide", double(petal::limits::kMaxImageSide));
+  o.set("maxClasses", double(petal::limits::kMaxClasses));
+  o.set("maxClassNameBytes", double(petal::limits::kMaxClassNameBytes));
+  o.set("maxTrainExamples", double(petal::limits::kMaxTrainExamples));
+  o.set("maxWasmMemoryBytes", double(petal::limits::kMaxWasmMemoryBytes));
+  return o;
+}
+
 EMSCRIPTEN_BINDINGS(petal) {
   emscripten::class_<JsEngine>("Engine")
       .constructor<val, int>()
@@ -291,4 +305,5 @@ EMSCRIPTEN_BINDINGS(petal) {
   emscripten::function("probeImage", &probeImage);
   emscripten::function("thumbnailOf", &thumbnailOf);
   emscripten::function("threadsBuild", &threadsBuild);
+  emscripten::function("limits", &limits_js);
 }

@@ -11,4 +11,9 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What a failed allocation says, wherever it happens (the page's engine has at most
+// limits::kMaxWasmMemoryBytes).
+inline constexpr const char* kOutOfMemoryMessage =
+    "out of memory in the engine; use fewer or smaller photos at once, or close other tabs";
+
 }  // namespace petal
