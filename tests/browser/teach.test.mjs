@@ -227,3 +227,27 @@ test('when browser storage is full the page says so and keeps working in memory'
     await context.close();
   }
 });
+
+test('without IndexedDB (a private window) the page says so, classifies and keeps labels in memory', async () => {
+  const { context } = await freshContext(browser);
+  try {
+    await context.addInitScript(() => {
+      // What private windows of some browsers do: opening a database fails with InvalidStateError.
+      IDBFactory.prototype.open = function () {
+        throw new DOMException('A mutation operation was attempted on a database that did not allow mutations.', 'InvalidStateError');
+      };
+    });
+    const page = await openPage(context, server.url);
+    await page.waitForFunction(() => !document.getElementById('storage-note').hidden);
+    assert.match(await page.textContent('#storage-note'), /does not allow storage here \(private window\?\).*kept only until you close this page/);
+    assert.match(await page.textContent('#keep-note'), /Not kept/);
+    await choose(page, [DAISY]);
+    assert.equal((await cards(page))[0].top, 'daisy');
+    await page.click('.card .pred[data-label="daisy"]');
+    await page.waitForFunction(() => document.querySelector('.card')?.dataset.label === 'daisy');
+    assert.equal((await cards(page))[0].label, 'daisy', 'the label is kept in memory');
+    assert.equal(await page.locator('#fatal').isVisible(), false, 'no fatal error');
+  } finally {
+    await context.close();
+  }
+});
