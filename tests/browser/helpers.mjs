@@ -1,5 +1,6 @@
 // Shared by the browser tests: a Petal server on a free port, headless Debian Chromium through
 // playwright-core, real photos from the data folder, and a few page actions a user would do.
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -140,4 +141,20 @@ export function foreignRequests(requests, url) {
 
 export function tempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+// One dev server and one Chromium for a test file: `const env = withServerAndBrowser();` then
+// `env.server.url`, `env.browser` inside the tests.
+export function withServerAndBrowser(serverOpts = {}) {
+  const env = { server: null, browser: null };
+  before(async () => {
+    requireData();
+    env.server = await serve(serverOpts);
+    env.browser = await launch();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.close();
+  });
+  return env;
 }

@@ -1,28 +1,19 @@
 // The page offers both engines: fp32 (default) and int8 convolutions (faster). The choice is a
 // button on the engine line; it is remembered, and ?engine=int8|fp32 overrides it.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { DAISY, ROSE, TULIP, requireData, serve, launch, freshContext, openPage, waitEngine, choose, cards } from './helpers.mjs';
+import { DAISY, ROSE, TULIP, withServerAndBrowser, freshContext, openPage, waitEngine, choose, cards } from './helpers.mjs';
 
-let server, browser;
-before(async () => {
-  requireData();
-  server = await serve();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = withServerAndBrowser();
 
 const photos = [DAISY, ROSE, TULIP];
 const scores = async (page) => Object.fromEntries((await cards(page)).map((c) => [c.name, c]));
 
 test('int8 engine: chosen with its button, remembered across visits, same answers as fp32 within a few percent', async () => {
-  const { context } = await freshContext(browser);
+  const { context } = await freshContext(env.browser);
   try {
-    const page = await openPage(context, server.url);
+    const page = await openPage(context, env.server.url);
     const info = page.locator('#engine-info');
     assert.equal(await info.getAttribute('data-precision'), 'fp32', 'fp32 is the default');
     assert.match(await info.textContent(), /fp32/);
@@ -46,10 +37,10 @@ test('int8 engine: chosen with its button, remembered across visits, same answer
 
     // Remembered: a plain visit runs int8 again; the URL overrides the stored choice.
     const again = await context.newPage();
-    await again.goto(server.url);
+    await again.goto(env.server.url);
     await waitEngine(again);
     assert.equal(await again.locator('#engine-info').getAttribute('data-precision'), 'int8');
-    await again.goto(`${server.url}?engine=fp32`);
+    await again.goto(`${env.server.url}?engine=fp32`);
     await waitEngine(again);
     assert.equal(await again.locator('#engine-info').getAttribute('data-precision'), 'fp32');
   } finally {
