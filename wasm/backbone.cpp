@@ -215,6 +215,13 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
 
 Backbone::~Backbone() = default;
 
+void mark_int8(Bundle& b) {
+  Tensor t;
+  t.shape = {1};
+  t.data = {1.f};
+  b.tensors[kInt8Marker] = std::move(t);
+}
+
 pthreadpool_t Backbone::pool() const { return impl_->pool; }
 
 size_t Backbone::threads() const { return impl_->pool ? pthreadpool_get_threads_count(impl_->pool) : 1; }

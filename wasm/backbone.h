@@ -31,6 +31,8 @@ struct BackboneOptions {
 
 // Name of the marker tensor (any shape) that asks for int8 convolutions.
 inline constexpr const char* kInt8Marker = "backbone.int8";
+// Add the marker (what `petal quantize` writes): every engine that loads `b` runs int8.
+void mark_int8(Bundle& b);
 
 // Time spent in one XNNPACK operator during the last run().
 struct OpTime {

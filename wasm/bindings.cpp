@@ -79,7 +79,7 @@ class JsEngine {
         auto bytes = bytes_of(bundle_bytes);  // freed before the engine packs its weights
         bundle = read_bundle(bytes.data(), bytes.size(), "the model file");
       }
-      if (int8 && !bundle.has(kInt8Marker)) bundle.tensors[kInt8Marker] = Tensor{{1}, {1.f}, DType::F32};
+      if (int8) mark_int8(bundle);
       int8_ = bundle.has(kInt8Marker);
       engine_ = std::make_unique<Engine>(std::move(bundle), size_t(threads));
       return 0;

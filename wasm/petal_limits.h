@@ -21,7 +21,7 @@ constexpr size_t kMaxClassNameBytes = 64;
 constexpr size_t kMaxTrainExamples = 200'000;
 // WebAssembly memory the engine may grow to (Emscripten's -sMAXIMUM_MEMORY, read from this line by
 // wasm/CMakeLists.txt): 2 GB, the most a 32-bit wasm heap addresses safely in every browser. The
-// page's engine needs ~370 MB; past the limit an allocation fails with kOutOfMemoryMessage.
+// page's engine needs ~256 MB; past the limit an allocation fails with kOutOfMemoryMessage.
 constexpr uint64_t kMaxWasmMemoryBytes = 2147483648;
 // Largest safetensors JSON header accepted, in bytes.
 constexpr uint64_t kMaxBundleHeaderBytes = 16u << 20;

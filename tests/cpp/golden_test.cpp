@@ -158,7 +158,7 @@ TEST_F(Golden, BundleInputSizeSetsTheBackboneSize) {
   // The same photo through an explicit 160x160 graph of the same weights.
   Graph g = engine_->graph();
   g.input_h = g.input_w = 160;
-  Backbone direct(g, load_bundle_file(test::backbone_path()), 2);
+  Backbone direct(g, b, 2);  // (the backbone reads no input_size: the graph says 160)
   std::vector<float> ref(size_t(g.feature_dim));
   direct.run(input.data(), 1, ref.data());
   ASSERT_EQ(got.size(), ref.size());

@@ -66,10 +66,7 @@ TEST_F(Int8, CloseToGoldenFeaturesForAnyBatchInAnyOrder) {
 
 TEST_F(Int8, MarkerTensorTurnsItOnAndKeepsImageNetTop1) {
   Bundle marked = *bundle_;
-  Tensor t;
-  t.shape = {1};
-  t.data = {1.f};
-  marked.tensors[kInt8Marker] = t;
+  mark_int8(marked);
   Engine fp32(*bundle_, 1), int8(marked, 1);
   std::vector<float> l32, l8;
   auto f32 = fp32.features_of_inputs(inputs_.data(), 10, &l32);

@@ -105,10 +105,7 @@ VariantFeatures variant_features(const Dataset& d, const Bundle& bundle, const G
   std::string id;
   if (o.int8 && !bundle.has(kInt8Marker)) {
     Bundle marked = bundle;
-    Tensor t;
-    t.shape = {1};
-    t.data = {1.f};
-    marked.tensors[kInt8Marker] = t;
+    mark_int8(marked);
     id = backbone_id(marked);
   } else {
     id = backbone_id(bundle);

@@ -451,7 +451,6 @@ void register_train(CLI::App& app) {
     skipped.insert(skipped.end(), fv.skipped.begin(), fv.skipped.end());
 
     // training examples: the photos, then each augmented view of them; validation: the photos
-    const size_t D = ft.dim;
     std::vector<float> xtr = ft.features, xval = fv.features;
     std::vector<int32_t> ytr = ft.labels, yval = fv.labels;
     std::vector<size_t> train_per_class(d.class_names.size(), 0);
@@ -464,7 +463,6 @@ void register_train(CLI::App& app) {
       xtr.insert(xtr.end(), m->begin(), m->end());
       ytr.insert(ytr.end(), ft.labels.begin(), ft.labels.end());
     }
-    (void)D;
     if (ytr.empty()) throw Error("no training photo could be read");
     for (size_t c = 0; c < train_per_class.size(); ++c)
       if (!train_per_class[c])

@@ -62,10 +62,7 @@ void register_onnx(CLI::App& app) {
     if (q_fp32) {
       b.tensors.erase(kInt8Marker);
     } else {
-      Tensor t;
-      t.shape = {1};
-      t.data = {1.f};
-      b.tensors[kInt8Marker] = t;
+      mark_int8(b);
     }
     const auto parent = std::filesystem::path(q_out).parent_path();
     if (!parent.empty() && !std::filesystem::is_directory(parent))

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "common.h"
+#include "engine.h"
 #include "error.h"
 #include "graph.h"
 #include "plot.h"
@@ -141,14 +142,11 @@ Preprocessing preprocessing_of(const Bundle& model) {
   if (auto it = model.metadata.find("preprocessing"); it != model.metadata.end()) p.mode = it->second;
   if (p.mode != "caffe" && p.mode != "raw")
     throw Error("the model asks for preprocessing '" + p.mode + "', which this petal does not know (caffe or raw)");
-  if (auto it = model.metadata.find("input_size"); it != model.metadata.end()) {
-    int h = 0, w = 0;
-    if (std::sscanf(it->second.c_str(), "%dx%d", &h, &w) != 2 || h != w || h < 32 || h > 1024)
-      throw Error("the model's input_size '" + it->second + "' is not a square size like 224x224");
-    p.size = h;
-  } else {
-    p.size = Graph::from_json(model.meta("graph")).input_h;
-  }
+  const Graph g = bundle_graph(model);  // the graph at the bundle's input_size
+  if (g.input_h != g.input_w)
+    throw Error("the model's input size " + std::to_string(g.input_h) + "x" + std::to_string(g.input_w) +
+                " is not a square size like 224x224");
+  p.size = g.input_h;
   return p;
 }
 
