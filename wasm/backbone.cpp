@@ -14,7 +14,7 @@
 namespace petal {
 
 namespace {
-constexpr uint32_t kInputId = 0, kFeaturesId = 1, kLogitsId = 2;
+constexpr uint32_t kInputId = 0, kFeaturesId = 1, kLogitsId = 2, kFirstRecordedId = 3;
 
 void check(xnn_status s, const std::string& what) {
   if (s == xnn_status_out_of_memory) throw Error(std::string(kOutOfMemoryMessage) + " (XNNPACK could not " + what + ")");
@@ -47,7 +47,8 @@ struct Backbone::Impl {
   uint32_t runtime_flags = 0;
   size_t capacity = 0;
   std::vector<std::vector<int8_t>> qweights;  // int8 weights (options.int8), alive with the runtime
-  std::vector<std::vector<float>> qscales;
+  std::vector<std::vector<float>> qscales;    // weight scales, and QS8 bias scales
+  std::vector<std::vector<int32_t>> qbiases;  // QS8 int32 biases
   ~Impl() {
     if (runtime) xnn_delete_runtime(runtime);
     if (subgraph) xnn_delete_subgraph(subgraph);
@@ -72,14 +73,30 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   impl_->pool = threads > 1 ? pthreadpool_create(threads) : nullptr;
 #endif
   xnn_subgraph_t sg = nullptr;
-  check(xnn_create_subgraph(3, 0, &sg), "create a subgraph");
+  check(xnn_create_subgraph(kFirstRecordedId + (options_.record_ranges ? uint32_t(graph.ops.size()) : 0), 0, &sg),
+        "create a subgraph");
   std::unique_ptr<xnn_subgraph, decltype(&xnn_delete_subgraph)> sg_guard(sg, xnn_delete_subgraph);
 
   struct Shape { int h, w, c; };
-  std::map<std::string, std::pair<uint32_t, Shape>> vals;
+  // A value of the subgraph: its id, shape and, when int8 (QS8), its quantisation.
+  struct Val {
+    uint32_t id;
+    Shape shape;
+    bool q = false;
+    Quant quant;
+    int row = 0;  // its row in the calibrated ranges
+  };
+  std::map<std::string, Val> vals;
   auto define = [&](const std::vector<size_t>& dims, const float* data, uint32_t ext, uint32_t flags) {
     uint32_t id = 0;
     check(xnn_define_tensor_value(sg, xnn_datatype_fp32, dims.size(), dims.data(), data, ext, flags, &id), "define a tensor");
+    return id;
+  };
+  auto define_q = [&](const std::vector<size_t>& dims, const Quant& qp) {
+    uint32_t id = 0;
+    check(xnn_define_quantized_tensor_value(sg, xnn_datatype_qint8, qp.zero_point, qp.scale, dims.size(), dims.data(),
+                                            nullptr, XNN_INVALID_VALUE_ID, 0, &id),
+          "define an int8 tensor");
     return id;
   };
   // XNNPACK packs static weights into its own buffers when the runtime is created and does not
@@ -97,7 +114,8 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   };
   weights_.reserve(graph.ops.size() * 2);
   impl_->qweights.reserve(graph.ops.size());
-  impl_->qscales.reserve(graph.ops.size());
+  impl_->qscales.reserve(graph.ops.size() * 2);
+  impl_->qbiases.reserve(graph.ops.size());
   // int8: symmetric per-output-channel weights, w ~= scale[o] * q, q in [-127, 127].
   auto int8_filter = [&](const std::string& name, const std::vector<size_t>& shape) {
     const Tensor& t = bundle.get(name, shape);
@@ -118,11 +136,29 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
                                                          shape.data(), impl_->qweights.back().data(), XNN_INVALID_VALUE_ID, 0,
                                                          &id),
           "define int8 weights " + name);
+    return std::make_pair(id, &impl_->qscales.back());
+  };
+  // QS8: the bias as int32 in units of input scale x weight scale (per output channel).
+  auto int32_bias = [&](const std::string& name, size_t cout, float input_scale, const std::vector<float>& wscale) {
+    const Tensor& t = bundle.get(name, {cout});
+    std::vector<float> scale(cout);
+    std::vector<int32_t> q(cout);
+    for (size_t o = 0; o < cout; ++o) {
+      scale[o] = input_scale * wscale[o];
+      q[o] = int32_t(std::lrint(std::max(-2e9, std::min(2e9, double(t.data[o]) / scale[o]))));
+    }
+    impl_->qscales.push_back(std::move(scale));
+    impl_->qbiases.push_back(std::move(q));
+    const size_t dims[1] = {cout};
+    uint32_t id = 0;
+    check(xnn_define_channelwise_quantized_tensor_value(sg, xnn_datatype_qcint32, impl_->qscales.back().data(), 1, 0, dims,
+                                                         impl_->qbiases.back().data(), XNN_INVALID_VALUE_ID, 0, &id),
+          "define int32 bias " + name);
     return id;
   };
-  // A value quantised per image for int8 convolutions (one conversion shared by its consumers).
+  // QD8: a value quantised per image for int8 convolutions (one conversion shared by its consumers).
   std::map<uint32_t, uint32_t> quantised;
-  auto quantise = [&](uint32_t fp32_id, const Shape& sh) {
+  auto quantise_dynamic = [&](uint32_t fp32_id, const Shape& sh) {
     auto it = quantised.find(fp32_id);
     if (it != quantised.end()) return it->second;
     const size_t dims[4] = {1, size_t(sh.h), size_t(sh.w), size_t(sh.c)};
@@ -133,57 +169,120 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     quantised[fp32_id] = id;
     return id;
   };
+  // QS8 (static int8): each op's output quantised with the calibrated range of the bundle's
+  // kInt8RangesTensor; fp32 only at the input, the pooled features and the classifier.
+  std::vector<float> ranges;
+  if (options_.int8 && !options_.int8_dynamic && bundle.has(kInt8RangesTensor)) ranges = bundle.get(kInt8RangesTensor, {graph.ops.size() + 1, 2}).data;
+  static_int8_ = !ranges.empty() && !options_.record_ranges;
+  auto range_quant = [&](size_t row) { return quant_of_range(ranges[row * 2], ranges[row * 2 + 1]); };
+  // Conversions between fp32 and int8 values, each made once: an int8 op reads int8 inputs, an
+  // fp32 op fp32 ones (a value's range row says how to quantise it).
+  std::map<uint32_t, uint32_t> converted;
+  auto to_fp32 = [&](const Val& v, uint32_t ext, uint32_t flags) {
+    if (!v.q) return v.id;
+    if (ext == XNN_INVALID_VALUE_ID && converted.count(v.id)) return converted[v.id];
+    std::vector<size_t> dims{1, size_t(v.shape.h), size_t(v.shape.w), size_t(v.shape.c)};
+    const uint32_t out = define(dims, nullptr, ext, flags);
+    check(xnn_define_unary(sg, xnn_unary_convert, nullptr, v.id, out, 0), "define a conversion to fp32");
+    if (ext == XNN_INVALID_VALUE_ID) converted[v.id] = out;
+    return out;
+  };
+  auto to_int8 = [&](const Val& v) {
+    if (v.q) return v;
+    Val q{0, v.shape, true, range_quant(v.row), v.row};
+    if (converted.count(v.id)) {
+      q.id = converted[v.id];
+      return q;
+    }
+    q.id = define_q({1, size_t(v.shape.h), size_t(v.shape.w), size_t(v.shape.c)}, q.quant);
+    check(xnn_define_unary(sg, xnn_unary_convert, nullptr, v.id, q.id, 0), "define a quantisation");
+    converted[v.id] = q.id;
+    return q;
+  };
   const Shape in_shape{graph.input_h, graph.input_w, graph.input_c};
-  vals["input"] = {define({1, size_t(in_shape.h), size_t(in_shape.w), size_t(in_shape.c)}, nullptr, kInputId,
-                          XNN_VALUE_FLAG_EXTERNAL_INPUT),
-                   in_shape};
+  const std::vector<size_t> in_dims{1, size_t(in_shape.h), size_t(in_shape.w), size_t(in_shape.c)};
+  vals["input"] = Val{define(in_dims, nullptr, kInputId, XNN_VALUE_FLAG_EXTERNAL_INPUT), in_shape, false, Quant{}, 0};
   const float inf = INFINITY;
-  for (const Op& op : graph.ops) {
-    auto in = vals.at(op.inputs.at(0));
-    const Shape is = in.second;
+  recorded_.clear();
+  for (size_t i = 0; i < graph.ops.size(); ++i) {
+    const Op& op = graph.ops[i];
+    const Val in0 = vals.at(op.inputs.at(0));
+    const Shape is = in0.shape;
     const float lo = op.relu ? 0.f : -inf;
     const bool is_features = op.name == graph.features, is_logits = op.name == graph.logits;
-    const uint32_t ext = is_features ? kFeaturesId : is_logits ? kLogitsId : XNN_INVALID_VALUE_ID;
-    const uint32_t vflags = ext == XNN_INVALID_VALUE_ID ? 0 : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
+    uint32_t ext = is_features ? kFeaturesId : is_logits ? kLogitsId : XNN_INVALID_VALUE_ID;
+    uint32_t vflags = ext == XNN_INVALID_VALUE_ID ? 0 : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
+    const bool recordable = op.kind == Op::Conv || op.kind == Op::MaxPool || op.kind == Op::Add;
+    if (options_.record_ranges && recordable && ext == XNN_INVALID_VALUE_ID) {
+      ext = kFirstRecordedId + uint32_t(recorded_.size());
+      vflags = XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
+    }
+    // int8 ops write int8 values; one that is also an output gets a conversion to fp32 after it.
+    const bool q_out = static_int8_ && recordable;
+    const Val in = q_out ? to_int8(in0) : Val{to_fp32(in0, XNN_INVALID_VALUE_ID, 0), is, false, Quant{}, in0.row};
+    const int row = int(i + 1);
+    auto output = [&](const Shape& os, const Quant& qp) {
+      std::vector<size_t> dims{1, size_t(os.h), size_t(os.w), size_t(os.c)};
+      if (recordable && !static_int8_ && options_.record_ranges && ext >= kFirstRecordedId)
+        recorded_.push_back({i, size_t(os.h) * os.w * os.c});
+      return q_out ? define_q(dims, qp) : define(dims, nullptr, ext, vflags);
+    };
+    Val out_val;
     switch (op.kind) {
       case Op::Conv:
       case Op::MaxPool: {
         Shape os{out_size(is.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same),
                  out_size(is.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.kind == Op::Conv ? op.cout : is.c};
         if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
-        const uint32_t out = define({1, size_t(os.h), size_t(os.w), size_t(os.c)}, nullptr, ext, vflags);
         const uint32_t flags = op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0;
         if (op.kind == Op::Conv) {
           if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
           const std::vector<size_t> wshape{size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)};
-          const bool q = options_.int8 && (op.cin > 4 || options_.int8_first_conv);
-          const uint32_t w = q ? int8_filter(op.name + ".weight", wshape) : static_tensor(op.name + ".weight", wshape);
-          const uint32_t b = static_tensor(op.name + ".bias", {size_t(op.cout)});
-          const uint32_t x = q ? quantise(in.first, is) : in.first;
+          const Quant qp = q_out ? range_quant(size_t(row)) : Quant{};
+          const uint32_t out = output(os, qp);
+          uint32_t w, b, x;
+          if (q_out) {
+            auto [wid, wscale] = int8_filter(op.name + ".weight", wshape);
+            w = wid;
+            b = int32_bias(op.name + ".bias", size_t(op.cout), in.quant.scale, *wscale);
+            x = in.id;
+          } else {
+            const bool dyn = options_.int8 && (op.cin > 4 || options_.int8_first_conv);
+            w = dyn ? int8_filter(op.name + ".weight", wshape).first : static_tensor(op.name + ".weight", wshape);
+            b = static_tensor(op.name + ".bias", {size_t(op.cout)});
+            x = dyn ? quantise_dynamic(in.id, is) : in.id;
+          }
           check(xnn_define_convolution_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
                                           1, op.cin, op.cout, lo, inf, x, w, b, out, flags),
                 "define convolution " + op.name);
+          out_val = Val{out, os, q_out, qp, row};
         } else {
+          // int8 max pooling keeps its input's quantisation
+          const uint32_t out = output(os, in.quant);
           check(xnn_define_max_pooling_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
-                                          lo, inf, in.first, out, flags),
+                                          lo, inf, in.id, out, flags),
                 "define max pooling " + op.name);
+          out_val = Val{out, os, q_out, in.quant, in.row};
         }
-        vals[op.name] = {out, os};
         break;
       }
       case Op::Add: {
-        auto in2 = vals.at(op.inputs.at(1));
-        const uint32_t out = define({1, size_t(is.h), size_t(is.w), size_t(is.c)}, nullptr, ext, vflags);
+        const Val in1 = vals.at(op.inputs.at(1));
+        const uint32_t b_id = q_out ? to_int8(in1).id : to_fp32(in1, XNN_INVALID_VALUE_ID, 0);
+        const Quant qp = q_out ? range_quant(size_t(row)) : Quant{};
+        const uint32_t out = output(is, qp);
+        // int8: a ReLU is the saturation at the output's zero point (its range starts at 0).
         xnn_binary_params p{lo, inf};
-        check(xnn_define_binary(sg, xnn_binary_add, &p, in.first, in2.first, out, 0), "define add " + op.name);
-        vals[op.name] = {out, is};
+        check(xnn_define_binary(sg, xnn_binary_add, q_out || !op.relu ? nullptr : &p, in.id, b_id, out, 0),
+              "define add " + op.name);
+        out_val = Val{out, is, q_out, qp, row};
         break;
       }
       case Op::GlobalAvgPool: {
         const uint32_t out = define({1, size_t(is.c)}, nullptr, ext, vflags);
         const size_t axes[2] = {1, 2};
-        check(xnn_define_static_reduce(sg, xnn_reduce_mean, 2, axes, in.first, out, 0), "define global average pooling");
-        vals[op.name] = {out, Shape{1, 1, is.c}};
+        check(xnn_define_static_reduce(sg, xnn_reduce_mean, 2, axes, in.id, out, 0), "define global average pooling");
+        out_val = Val{out, Shape{1, 1, is.c}, false, Quant{}, row};
         break;
       }
       case Op::Dense: {
@@ -191,11 +290,13 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
         const uint32_t out = define({1, size_t(op.cout)}, nullptr, ext, vflags);
         const uint32_t w = static_tensor(op.name + ".weight", {size_t(op.cout), size_t(op.cin)});
         const uint32_t b = static_tensor(op.name + ".bias", {size_t(op.cout)});
-        check(xnn_define_fully_connected(sg, lo, inf, in.first, w, b, out, 0), "define dense " + op.name);
-        vals[op.name] = {out, Shape{1, 1, op.cout}};
+        check(xnn_define_fully_connected(sg, lo, inf, in.id, w, b, out, 0), "define dense " + op.name);
+        out_val = Val{out, Shape{1, 1, op.cout}, false, Quant{}, row};
         break;
       }
     }
+    if (out_val.q && ext != XNN_INVALID_VALUE_ID) to_fp32(out_val, ext, vflags);  // an int8 output the caller reads
+    vals[op.name] = out_val;
   }
   if (!vals.count(graph.features)) throw Error("the model's graph has no features output");
   uint32_t rflags = 0;
@@ -214,6 +315,45 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
 }
 
 Backbone::~Backbone() = default;
+
+Quant quant_of_range(float lo, float hi) {
+  lo = std::min(lo, 0.f);
+  hi = std::max(hi, 0.f);
+  if (!(hi - lo > 1e-12f)) return Quant{1e-6f, -128};
+  Quant q;
+  q.scale = (hi - lo) / 255.f;
+  q.zero_point = int32_t(std::lrint(-128.0 - double(lo) / q.scale));
+  q.zero_point = std::max(-128, std::min(127, q.zero_point));
+  return q;
+}
+
+std::vector<float> Backbone::ranges() const {
+  if (!options_.record_ranges) throw Error("the backbone was built without recording ranges");
+  std::vector<float> r = ranges_;
+  for (float& v : r) v /= float(std::max<size_t>(1, recorded_images_));
+  return r;
+}
+
+void calibrate_int8(Bundle& b, const Graph& graph, const float* inputs, size_t n, size_t threads) {
+  if (n == 0) throw Error("int8 calibration needs at least one photo");
+  BackboneOptions o;
+  o.record_ranges = true;
+  Bundle fp32 = b;
+  fp32.tensors.erase(kInt8Marker);
+  fp32.tensors.erase(kInt8RangesTensor);
+  Backbone net(graph, fp32, threads, o);
+  const size_t per = size_t(graph.input_h) * graph.input_w * graph.input_c;
+  std::vector<float> features(8 * size_t(graph.feature_dim));
+  for (size_t i = 0; i < n; i += 8) {
+    const size_t m = std::min<size_t>(8, n - i);
+    net.run(inputs + i * per, m, features.data());
+  }
+  Tensor t;
+  t.shape = {graph.ops.size() + 1, 2};
+  t.data = net.ranges();
+  b.tensors[kInt8RangesTensor] = std::move(t);
+  mark_int8(b);
+}
 
 void mark_int8(Bundle& b) {
   Tensor t;
@@ -281,8 +421,41 @@ void Backbone::run(const float* input, size_t batch, float* features, float* log
     }
     ext.push_back({kLogitsId, logits});
   }
+  if (options_.record_ranges) {
+    buffers_.resize(recorded_.size());
+    for (size_t i = 0; i < recorded_.size(); ++i) {
+      buffers_[i].resize(batch * recorded_[i].numel + XNN_EXTRA_BYTES / sizeof(float));
+      ext.push_back({kFirstRecordedId + uint32_t(i), buffers_[i].data()});
+    }
+  }
   check(xnn_setup_runtime_v2(impl_->runtime, ext.size(), ext.data()), "set up the runtime");
   check(xnn_invoke_runtime(impl_->runtime), "run the network");
+  if (options_.record_ranges) {
+    // The mean over images of each image's min and max: the extremes of a few photos would
+    // stretch the 256 steps (measured on flower photos: features 7.8 % from fp32 with the
+    // extremes, 6.6 % with the means).
+    if (ranges_.empty()) ranges_.assign((graph_.ops.size() + 1) * 2, 0.f);
+    auto widen = [&](size_t row, const float* v, size_t per) {
+      for (size_t b = 0; b < batch; ++b) {
+        const auto [mn, mx] = std::minmax_element(v + b * per, v + (b + 1) * per);
+        ranges_[row * 2] += *mn;
+        ranges_[row * 2 + 1] += *mx;
+      }
+    };
+    widen(0, input, n / batch);
+    for (size_t i = 0; i < recorded_.size(); ++i) widen(recorded_[i].op + 1, buffers_[i].data(), recorded_[i].numel);
+    recorded_images_ += batch;
+    // max pooling keeps its input's quantisation: record the input's range for it
+    for (size_t i = 0; i < graph_.ops.size(); ++i) {
+      const Op& op = graph_.ops[i];
+      if (op.kind != Op::MaxPool) continue;
+      size_t src = 0;
+      for (size_t j = 0; j < i; ++j)
+        if (graph_.ops[j].name == op.inputs[0]) src = j + 1;
+      ranges_[(i + 1) * 2] = ranges_[src * 2];
+      ranges_[(i + 1) * 2 + 1] = ranges_[src * 2 + 1];
+    }
+  }
 }
 
 }  // namespace petal

@@ -2,6 +2,7 @@
 // when the runtime is created, run on a pthreadpool, any batch size.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,22 +18,48 @@ namespace petal {
 struct BackboneOptions {
   // Per-operator timing (XNN_FLAG_BASIC_PROFILING): read with Backbone::profile() after run().
   bool profile = false;
-  // int8 convolutions (XNNPACK QD8: per-output-channel int8 weights, activations quantised per
-  // image on the fly, fp32 accumulation scale, bias, ReLU and residual adds). Faster, and
-  // features no longer match fp32 exactly: not the default. A bundle holding the tensor
-  // kInt8Marker (written by `petal quantize`) turns it on too, so that engines built from bytes
-  // (the page) can use it; the marker also changes the bundle's backbone identity.
+  // int8 convolutions. Faster, and features no longer match fp32 exactly: not the default. A
+  // bundle holding the tensor kInt8Marker (written by `petal quantize`) turns it on too, so that
+  // engines built from bytes (the page) can use it; the marker also changes the bundle's backbone
+  // identity. Two kinds:
+  //  - static (QS8), when the bundle also holds kInt8RangesTensor (calibrated ranges, written by
+  //    `petal quantize --calibrate`): every activation int8 with a fixed scale, fp32 only at the
+  //    input and the pooled features. Fastest.
+  //  - dynamic (QD8) otherwise: int8 weights, each convolution's input quantised per image on
+  //    the fly, fp32 between the convolutions (bias, ReLU, residual adds).
+  // Weights are symmetric per output channel in both.
   bool int8 = false;
-  bool int8_first_conv = false;  // also the 7x7 stem convolution (3 input channels) in int8
+  bool int8_dynamic = false;     // QD8 even when the bundle holds calibrated ranges
+  bool int8_first_conv = false;  // QD8: also the 7x7 stem convolution (3 input channels) in int8
   // Runtime flags to experiment with (see petal bench --help).
   bool transient_indirection = false;  // XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER
   bool weights_cache = false;          // pack weights into an XNNPACK weights cache
+  // Calibration (fp32 only): record the smallest and largest value of every op's output in each
+  // image of every run(); Backbone::ranges() gives their means over the images.
+  bool record_ranges = false;
 };
 
 // Name of the marker tensor (any shape) that asks for int8 convolutions.
 inline constexpr const char* kInt8Marker = "backbone.int8";
 // Add the marker (what `petal quantize` writes): every engine that loads `b` runs int8.
 void mark_int8(Bundle& b);
+// Calibrated activation ranges for static int8: (ops + 1) x 2 floats, min and max of the input
+// (row 0) and of each op's output (row i + 1) in the graph's order; rows of ops that are not
+// quantised (pooling to features, dense) are ignored.
+inline constexpr const char* kInt8RangesTensor = "backbone.int8.ranges";
+
+// Static int8 calibration: run the fp32 backbone `graph` on `n` preprocessed inputs (n x H x W x 3)
+// and store the ranges it saw in `b` as kInt8RangesTensor, with the int8 marker.
+void calibrate_int8(Bundle& b, const Graph& graph, const float* inputs, size_t n, size_t threads = 0);
+
+// An int8 value's quantisation: real = scale * (q - zero_point).
+struct Quant {
+  float scale = 1.f;
+  int32_t zero_point = 0;
+};
+// The quantisation covering [lo, hi] (and 0) with 256 steps; a range starting at 0 maps 0 to -128,
+// so that saturation at the bottom is a ReLU.
+Quant quant_of_range(float lo, float hi);
 
 // Time spent in one XNNPACK operator during the last run().
 struct OpTime {
@@ -58,6 +85,10 @@ class Backbone {
   pthreadpool_t pool() const;  // the backbone's thread pool (null when single-threaded)
   // Per-operator times of the last run(), in execution order (needs options.profile).
   std::vector<OpTime> profile() const;
+  // Ranges seen so far (needs options.record_ranges), laid out as kInt8RangesTensor.
+  std::vector<float> ranges() const;
+  // Whether the activations are int8 with calibrated ranges (static QS8).
+  bool static_int8() const { return static_int8_; }
 
  private:
   void reshape(size_t batch);
@@ -68,6 +99,15 @@ class Backbone {
   std::unique_ptr<Impl> impl_;
   size_t batch_ = 0;
   std::vector<float> input_pad_, logits_scratch_;
+  bool static_int8_ = false;
+  struct Recorded {
+    size_t op;     // index in graph_.ops
+    size_t numel;  // per image
+  };
+  std::vector<Recorded> recorded_;           // record_ranges: the op outputs read after each run
+  std::vector<std::vector<float>> buffers_;  // their storage
+  std::vector<float> ranges_;                // (ops + 1) x 2: sums of each image's min and max
+  size_t recorded_images_ = 0;
 };
 
 }  // namespace petal

@@ -285,6 +285,34 @@ TEST_F(Cli, InterruptedExtractionResumes) {
   EXPECT_EQ(b.j()["from_cache"], 5);
 }
 
+// petal quantize --calibrate: static int8 ranges from the training photos of a folder (a corrupt
+// JPEG among them is passed over), and the calibrated bundle predicts like fp32.
+TEST_F(Cli, QuantizeCalibratesOnPhotos) {
+  const std::string data = make_set("cal", {"daisy", "sunflowers"}, 4);
+  const std::string real = slurp(photos("daisy", 1, 10)[0]);
+  write(data + "/daisy/corrupt.jpg", real.substr(0, real.size() / 3));
+  const std::string out = tmp + "/r50-int8.safetensors";
+  Result q = petal("quantize " + backbone_path() + " -o " + out + " --calibrate " + data + " --calibration-photos 5");
+  ASSERT_EQ(q.code, 0) << q.err;
+  EXPECT_NE(q.err.find("calibrated int8 ranges on 5 photos"), std::string::npos) << q.err;
+  petal::Bundle b = petal::load_bundle_file(out);
+  EXPECT_TRUE(b.has(petal::kInt8Marker));
+  ASSERT_TRUE(b.has(petal::kInt8RangesTensor));
+  const auto& r = b.tensors.at(petal::kInt8RangesTensor);
+  EXPECT_EQ(r.shape[1], 2u);
+  for (size_t i = 0; i < r.shape[0]; ++i) EXPECT_LE(r.data[i * 2], r.data[i * 2 + 1]) << "row " << i;
+  // ImageNet top-1 of a held-back photo: the same with the calibrated int8 bundle as with fp32
+  const std::string photo = photos("sunflowers", 1, 20)[0];
+  Result p32 = petal("predict --model " + backbone_path() + " --json " + photo);
+  Result p8 = petal("predict --model " + out + " --json " + photo);
+  ASSERT_EQ(p32.code, 0) << p32.err;
+  ASSERT_EQ(p8.code, 0) << p8.err;
+  EXPECT_EQ(p32.j()["images"][0]["predictions"][0]["index"], p8.j()["images"][0]["predictions"][0]["index"])
+      << p32.out << "\n" << p8.out;
+  Result none = petal("quantize " + backbone_path() + " -o " + out + " --calibrate " + tmp + "/missing");
+  EXPECT_NE(none.code, 0);
+}
+
 // The Keras tutorial as written: raw pixels at 180², mirrored copies off. eval reads it; predict
 // (caffe 224 only) refuses it with a clear message.
 TEST_F(Cli, TutorialRecipe) {

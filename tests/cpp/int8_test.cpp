@@ -10,6 +10,7 @@
 
 #include "backbone.h"
 #include "engine.h"
+#include "error.h"
 #include "test_support.h"
 
 using namespace petal;
@@ -79,6 +80,46 @@ TEST_F(Int8, MarkerTensorTurnsItOnAndKeepsImageNetTop1) {
         << "image " << i;
     EXPECT_GT(cosine(f8.data() + i * kDim, f32.data() + i * kDim, kDim), 0.995) << "image " << i;
   }
+}
+
+// Static int8 (QS8): ranges calibrated on five real photos, checked on the five others.
+TEST_F(Int8, StaticInt8CalibratedOnPhotosStaysCloseOnOtherPhotos) {
+  const Graph g = Graph::from_json(bundle_->meta("graph"));
+  Bundle calibrated = *bundle_;
+  calibrate_int8(calibrated, g, inputs_.data(), 5, 2);
+  ASSERT_TRUE(calibrated.has(kInt8Marker));
+  const Tensor& r = calibrated.get(kInt8RangesTensor, {g.ops.size() + 1, 2});
+  // row 0: the caffe-preprocessed input (0-255 minus the ImageNet means)
+  EXPECT_LT(r.data[0], -90.f);
+  EXPECT_GT(r.data[1], 120.f);
+  for (size_t i = 0; i < g.ops.size(); ++i)
+    if (g.ops[i].relu) EXPECT_GE(r.data[(i + 1) * 2], 0.f) << g.ops[i].name << " ends in a ReLU";
+
+  Engine fp32(*bundle_, 1), int8(calibrated, 2);
+  std::vector<float> l32, l8;
+  const float* held_out = inputs_.data() + 5 * kPer;
+  auto f32 = fp32.features_of_inputs(held_out, 5, &l32);
+  auto f8 = int8.features_of_inputs(held_out, 5, &l8);
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_GT(cosine(f8.data() + i * kDim, f32.data() + i * kDim, kDim), 0.99) << "image " << i;
+    EXPECT_EQ(fp32.imagenet_top(l32.data() + i * 1000, 1)[0].index, int8.imagenet_top(l8.data() + i * 1000, 1)[0].index)
+        << "image " << i;
+  }
+  // it is the static kind (no per-image quantisation left) and differs from the dynamic one
+  BackboneOptions dynamic;
+  dynamic.int8 = dynamic.int8_dynamic = true;
+  Backbone qs8(g, calibrated, 1), qd8(g, calibrated, 1, dynamic);
+  EXPECT_TRUE(qs8.static_int8());
+  EXPECT_FALSE(qd8.static_int8());
+  std::vector<float> a(kDim), b(kDim);
+  qs8.run(held_out, 1, a.data());
+  qd8.run(held_out, 1, b.data());
+  EXPECT_NE(a, b);
+}
+
+TEST_F(Int8, CalibrationNeedsPhotos) {
+  Bundle b = *bundle_;
+  EXPECT_THROW(calibrate_int8(b, Graph::from_json(b.meta("graph")), nullptr, 0), Error);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "calibrate.h"
 #include "common.h"
 #include "dataset.h"
 #include "error.h"
@@ -100,15 +101,16 @@ struct VariantFeatures {
 VariantFeatures variant_features(const Dataset& d, const Bundle& bundle, const Graph& graph, const BackboneOptions& o,
                                  const std::string& label, const std::vector<bool>& with_flip, size_t threads) {
   const Preprocessing prep = preprocessing_of(bundle);
-  // int8 features are cached under the id of the bundle marked by `petal quantize`, so that
-  // `petal extract/train --model <marked bundle>` finds them (int8-all has no marker: own id).
+  // int8 features are cached under the id of the bundle `petal quantize` would write (marker, and
+  // calibrated ranges for static int8), so that `petal extract/train --model <that bundle>` finds
+  // them (int8-all has no such bundle: own id).
   std::string id;
-  if (o.int8 && !bundle.has(kInt8Marker)) {
-    Bundle marked = bundle;
-    mark_int8(marked);
-    id = backbone_id(marked);
-  } else {
-    id = backbone_id(bundle);
+  {
+    Bundle tagged = bundle;
+    tagged.tensors.erase(kInt8Marker);
+    if (!o.int8 || o.int8_dynamic) tagged.tensors.erase(kInt8RangesTensor);
+    if (o.int8) mark_int8(tagged);
+    id = backbone_id(tagged);
   }
   if (o.int8_first_conv) {
     const std::string tagged = id + ":int8-qd8-all";
@@ -179,10 +181,13 @@ void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& gr
     for (size_t i : train_idx) with_flip[i] = true;
   const size_t dim = size_t(graph.feature_dim);
   struct V { std::string name; BackboneOptions o; VariantFeatures f; };
-  std::vector<V> vs(2);
+  std::vector<V> vs(3);
   vs[0].name = "fp32";
-  vs[1].name = "int8";
-  vs[1].o.int8 = true;
+  vs[1].name = "int8";  // QD8, what `petal quantize` and the page's int8 engine run
+  vs[1].o.int8 = vs[1].o.int8_dynamic = true;
+  vs[2].name = "int8-static";  // QS8, calibrated
+  vs[2].o.int8 = true;
+  const int nv = int(vs.size());
   for (auto& v : vs) v.f = variant_features(d, bundle, graph, v.o, v.name, with_flip, threads);
   auto gather = [&](const VariantFeatures& f, const std::vector<size_t>& idx, bool flips, std::vector<float>& x,
                     std::vector<int32_t>& y) {
@@ -199,11 +204,11 @@ void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& gr
       }
   };
   // acc[trained on][evaluated on][seed]
-  std::vector<std::vector<std::vector<double>>> acc(2, std::vector<std::vector<double>>(2));
-  std::vector<std::vector<float>> vx(2);
+  std::vector<std::vector<std::vector<double>>> acc(nv, std::vector<std::vector<double>>(nv));
+  std::vector<std::vector<float>> vx(nv);
   std::vector<int32_t> vy;
-  for (int e = 0; e < 2; ++e) gather(vs[e].f, val_idx, false, vx[e], vy);
-  for (int t = 0; t < 2; ++t) {
+  for (int e = 0; e < nv; ++e) gather(vs[e].f, val_idx, false, vx[e], vy);
+  for (int t = 0; t < nv; ++t) {
     std::vector<float> tx;
     std::vector<int32_t> ty;
     gather(vs[t].f, train_idx, recipe.flips, tx, ty);
@@ -213,7 +218,7 @@ void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& gr
       Head h(int(dim), recipe.hidden, int(d.class_names.size()), opt.seed);
       FeatureSet tr{tx.data(), ty.data(), ty.size(), dim};
       h.train(tr, nullptr, opt);
-      for (int e = 0; e < 2; ++e) {
+      for (int e = 0; e < nv; ++e) {
         FeatureSet va{vx[e].data(), vy.data(), vy.size(), dim};
         acc[t][e].push_back(h.evaluate(va).accuracy);
       }
@@ -224,8 +229,9 @@ void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& gr
     std::printf("\nheld-out accuracy (recipe petal, Keras split of %s: %zu training photos + flips, %zu validation), "
                 "%d training seeds:\n  %-22s %-22s %9s %9s %9s\n",
                 dir.c_str(), train_idx.size(), val_idx.size(), seeds, "head trained on", "evaluated on", "mean %", "min %", "max %");
-  for (int t = 0; t < 2; ++t)
-    for (int e = 0; e < 2; ++e) {
+  for (int t = 0; t < nv; ++t)
+    for (int e = 0; e < nv; ++e) {
+      if (t != e && t != 0) continue;  // heads trained on int8 features are only scored on their own kind
       const auto& v = acc[t][e];
       const double m = mean(v), lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
       if (as_json)
@@ -238,9 +244,30 @@ void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& gr
         std::printf("  %-22s %-22s %9.2f %9.2f %9.2f\n", (vs[t].name + " features").c_str(), (vs[e].name + " features").c_str(),
                     100 * m, 100 * lo, 100 * hi);
     }
+  // How far each variant's features are from fp32's, on the validation photos: ||f - f32|| / ||f32||.
+  std::vector<double> rel_err(nv, 0.0);
+  for (int v = 1; v < nv; ++v) {
+    for (size_t r = 0; r < vy.size(); ++r) {
+      double num = 0, den = 0;
+      for (size_t k = 0; k < dim; ++k) {
+        const double a = vx[0][r * dim + k], b = vx[v][r * dim + k];
+        num += (b - a) * (b - a);
+        den += a * a;
+      }
+      rel_err[v] += std::sqrt(num / std::max(den, 1e-30));
+    }
+    rel_err[v] /= double(std::max<size_t>(1, vy.size()));
+    if (as_json)
+      std::printf("%s\n", json({{"bench", "int8-feature-error"}, {"variant", vs[v].name}, {"relative_l2", rel_err[v]}}).dump().c_str());
+  }
   if (!as_json)
-    std::printf("  int8 end to end minus fp32 end to end: %+.2f points (mean over seeds)\n",
-                100 * (mean(acc[1][1]) - mean(acc[0][0])));
+    for (int v = 1; v < nv; ++v)
+      std::printf("  %s features differ from fp32 by %.2f %% (relative L2, mean over validation photos)\n", vs[v].name.c_str(),
+                  100 * rel_err[v]);
+  if (!as_json)
+    for (int v = 1; v < nv; ++v)
+      std::printf("  %s end to end minus fp32 end to end: %+.2f points (mean over seeds)\n", vs[v].name.c_str(),
+                  100 * (mean(acc[v][v]) - mean(acc[0][0])));
 }
 
 }  // namespace
@@ -271,14 +298,16 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seeds", seeds, "training seeds for --int8-accuracy")->capture_default_str()->check(CLI::Range(1, 100));
   cmd->add_option("--variant", variants,
                   "backbone variants to compare, interleaved (repeatable): fp32 (default), int8 (QD8 convolutions), "
-                  "int8-all (stem conv too), transient (XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER), cache (weights cache); "
-                  "combine with '+', e.g. int8+transient")
+                  "int8-all (QD8, stem conv too), int8-static (QS8: the model's calibrated ranges, or ranges calibrated "
+                  "on 64 photos of --photos), transient (XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER), cache (weights "
+                  "cache); combine with '+', e.g. int8+transient")
       ->check([](const std::string& v) -> std::string {
         std::stringstream ss(v);
         std::string part;
         while (std::getline(ss, part, '+'))
-          if (part != "fp32" && part != "int8" && part != "int8-all" && part != "transient" && part != "cache")
-            return "unknown variant part '" + part + "' (fp32, int8, int8-all, transient, cache)";
+          if (part != "fp32" && part != "int8" && part != "int8-all" && part != "int8-static" && part != "transient" &&
+              part != "cache")
+            return "unknown variant part '" + part + "' (fp32, int8, int8-all, int8-static, transient, cache)";
         return "";
       });
   cmd->callback([] {
@@ -286,7 +315,17 @@ void register_bench(CLI::App& app) {
     const auto batch_list = parse_list(batch_s, "batch");
     const std::string photo_dir = photos.empty() ? default_photos() : photos;
     const std::string model_path = model.empty() ? default_backbone_path() : model;
-    const Bundle bundle = load_model(model_path);
+    // Variants are compared on the same backbone: a `petal quantize` mark is ignored (each variant
+    // says how it runs); static int8 needs calibrated ranges, measured here when the model has none.
+    Bundle bundle = load_model(model_path);
+    bundle.tensors.erase(kInt8Marker);
+    const bool wants_static = !accuracy_dir.empty() || std::any_of(variants.begin(), variants.end(), [](const std::string& v) {
+      return v.find("int8-static") != std::string::npos;
+    });
+    if (wants_static && !bundle.has(kInt8RangesTensor)) {
+      calibrate_on_photos(bundle, accuracy_dir.empty() ? photo_dir : accuracy_dir, 64);
+      bundle.tensors.erase(kInt8Marker);
+    }
     const Graph graph = Graph::from_json(bundle.meta("graph"));
     const size_t in_size = size_t(graph.input_h) * graph.input_w * graph.input_c;
     const int max_batch = *std::max_element(batch_list.begin(), batch_list.end());
@@ -315,8 +354,9 @@ void register_bench(CLI::App& app) {
         std::stringstream ss(v);
         std::string part;
         while (std::getline(ss, part, '+')) {
-          if (part == "int8") o.int8 = true;
-          if (part == "int8-all") o.int8 = o.int8_first_conv = true;
+          if (part == "int8") o.int8 = o.int8_dynamic = true;
+          if (part == "int8-all") o.int8 = o.int8_dynamic = o.int8_first_conv = true;
+          if (part == "int8-static") o.int8 = true;
           if (part == "transient") o.transient_indirection = true;
           if (part == "cache") o.weights_cache = true;
         }
