@@ -104,14 +104,7 @@ VariantFeatures variant_features(const Dataset& d, const Bundle& bundle, const G
   // int8 features are cached under the id of the bundle `petal quantize` would write (marker, and
   // calibrated ranges for static int8), so that `petal extract/train --model <that bundle>` finds
   // them (int8-all has no such bundle: own id).
-  std::string id;
-  {
-    Bundle tagged = bundle;
-    tagged.tensors.erase(kInt8Marker);
-    if (!o.int8 || o.int8_dynamic) tagged.tensors.erase(kInt8RangesTensor);
-    if (o.int8) mark_int8(tagged);
-    id = backbone_id(tagged);
-  }
+  std::string id = backbone_id(bundle, o.int8, o.int8 && !o.int8_dynamic);
   if (o.int8_first_conv) {
     const std::string tagged = id + ":int8-qd8-all";
     id = hex(sha256(tagged.data(), tagged.size()));

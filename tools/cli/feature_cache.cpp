@@ -14,9 +14,11 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include "backbone.h"
 #include "common.h"
 #include "engine.h"
 #include "error.h"
@@ -108,7 +110,8 @@ std::string hex(const Digest& d) {
   return s;
 }
 
-std::string backbone_id(const Bundle& model) {
+namespace {
+std::string backbone_id_of(const Bundle& model, const std::map<std::string, const Tensor*>& tensors) {
   // Only what decides the pooled features: not the input size (part of the preprocessing key),
   // not the ImageNet classifier after the pool (export --no-imagenet drops it), not head or bank.
   Sha256 s;
@@ -122,17 +125,35 @@ std::string backbone_id(const Bundle& model) {
   }
   const std::string g = graph.to_json();
   s.update(g.data(), g.size() + 1);
-  for (auto& [name, t] : model.tensors) {  // std::map: sorted by name
+  for (auto& [name, t] : tensors) {  // std::map: sorted by name
     if (name.rfind("head.", 0) == 0 || name.rfind("bank.", 0) == 0) continue;
     if (!fc.empty() && (name == fc + ".weight" || name == fc + ".bias")) continue;
     s.update(name.data(), name.size() + 1);
-    for (size_t d : t.shape) {
+    for (size_t d : t->shape) {
       const uint64_t v = d;
       s.update(&v, 8);
     }
-    s.update(t.data.data(), t.data.size() * sizeof(float));
+    s.update(t->data.data(), t->data.size() * sizeof(float));
   }
   return hex(s.finish());
+}
+}  // namespace
+
+std::string backbone_id(const Bundle& model) {
+  std::map<std::string, const Tensor*> tensors;
+  for (auto& [name, t] : model.tensors) tensors[name] = &t;
+  return backbone_id_of(model, tensors);
+}
+
+std::string backbone_id(const Bundle& model, bool int8, bool with_ranges) {
+  std::map<std::string, const Tensor*> tensors;
+  for (auto& [name, t] : model.tensors) tensors[name] = &t;
+  Bundle marker;
+  mark_int8(marker);
+  tensors.erase(kInt8Marker);
+  if (int8) tensors[kInt8Marker] = &marker.tensors.at(kInt8Marker);
+  if (!int8 || !with_ranges) tensors.erase(kInt8RangesTensor);
+  return backbone_id_of(model, tensors);
 }
 
 std::string feature_cache_dir() { return cache_dir() + "/features"; }

@@ -48,6 +48,9 @@ std::string hex(const Digest& d);
 // Identity of the backbone inside a model bundle: SHA-256 of its graph up to the pooled features
 // and of their weights (not the ImageNet classifier, head.* or bank.*).
 std::string backbone_id(const Bundle& model);
+// The id `model` would have as `petal quantize` leaves it: with or without the int8 marker, with
+// or without its calibrated ranges (no copy of the weights).
+std::string backbone_id(const Bundle& model, bool int8, bool with_ranges);
 
 class FeatureCache {
  public:
