@@ -85,19 +85,20 @@ uint32_t checked_seed(int64_t s) {
 
 // Features a recipe trains on: every training photo in each of the recipe's views, the validation
 // photos as they are (augmented views are for training only; a changed split computes what it lacks).
+// `which` leaves out the other half (Subset::All: both).
 struct SplitFeatures {
   FeatureTable train, val;
 };
-SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& src, FeatureCache& cache, bool progress = true) {
+SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& src, FeatureCache& cache,
+                             Subset which = Subset::All) {
   SplitFeatures f;
-  ExtractOptions eo;
-  eo.progress = progress;
-  eo.flips = r.flips;
-  eo.extra_views = r.extra_views;
-  f.train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
-  ExtractOptions ev;
-  ev.progress = progress;
-  f.val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ev);
+  if (which != Subset::Validation) {
+    ExtractOptions eo;
+    eo.flips = r.flips;
+    eo.extra_views = r.extra_views;
+    f.train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
+  }
+  if (which != Subset::Training) f.val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{});
   return f;
 }
 
@@ -220,19 +221,12 @@ void register_extract(CLI::App& app) {
     Bundle b = load_backbone(model);
     FeatureSource src(b, r.prep, size_t(threads));
     FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(r.prep), src.dim());
-    const Subset sub = parse_subset(subset);
-    std::vector<FeatureTable> parts;
-    if (sub != Subset::Validation) {  // training photos: every view
-      ExtractOptions eo;
-      eo.flips = r.flips;
-      eo.extra_views = r.extra_views;
-      parts.push_back(extract_features(d, subset_indices(d, Subset::Training), src, cache, eo));
-    }
-    if (sub != Subset::Training) parts.push_back(extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{}));
+    const SplitFeatures sf = split_features(d, r, src, cache, parse_subset(subset));
     size_t with = 0, computed = 0, from_cache = 0;
     double seconds = 0;
     std::vector<Skipped> skipped;
-    for (auto& t : parts) {
+    for (const FeatureTable* part : {&sf.train, &sf.val}) {
+      const FeatureTable& t = *part;
       with += t.files.size();
       computed += t.computed;
       from_cache += t.from_cache;
