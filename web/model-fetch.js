@@ -60,7 +60,9 @@ async function loadModel(url, onProgress) {
     throw new Error(`could not download the model: the server answered ${resp.status} ${resp.statusText} for ${url}` +
       (resp.status === 404 ? ' (is web/model/petal.safetensors there?)' : ''));
   }
-  const total = Number(resp.headers.get('Content-Length')) || 0;
+  // A gzip-encoded response's Content-Length counts compressed bytes; the body arrives decoded.
+  const encoded = (resp.headers.get('Content-Encoding') || 'identity') !== 'identity';
+  const total = Number(resp.headers.get(encoded ? 'X-Decoded-Length' : 'Content-Length')) || 0;
   const chunks = [];
   let loaded = 0;
   let lastReport = 0;

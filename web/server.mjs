@@ -8,6 +8,7 @@
 //   --no-isolation leaves them out (the page then falls back to the single-thread engine).
 // - A Content-Security-Policy that allows only this origin ('wasm-unsafe-eval' lets it compile
 //   the engine's WebAssembly; blob: images are the thumbnails the page makes itself).
+// - A fresh `<file>.gz` beside a file is sent gzip-encoded to clients that accept it.
 // - Nothing outside the root is served: paths are decoded segment by segment and any "..",
 //   encoded slash or backslash, NUL or hidden (dot) segment is refused before touching the disk.
 import { createServer } from 'node:http';
@@ -119,10 +120,22 @@ export function createPetalServer({ root = HERE, isolation = true, log = () => {
         res.writeHead(304, headers);
         return res.end();
       }
-      headers['Content-Length'] = st.size;
+      // A fresh gzip copy beside the file (the build writes one for the model and the engine) goes
+      // to clients that accept gzip; X-Decoded-Length tells the page the size it will receive.
+      let body = file;
+      const gz = /\bgzip\b/.test(req.headers['accept-encoding'] || '') ? await fsp.stat(file + '.gz').catch(() => null) : null;
+      if (gz && gz.isFile() && gz.mtimeMs >= st.mtimeMs) {
+        body = file + '.gz';
+        headers['Content-Encoding'] = 'gzip';
+        headers['X-Decoded-Length'] = st.size;
+        headers['Content-Length'] = gz.size;
+      } else {
+        headers['Content-Length'] = st.size;
+      }
+      headers.Vary = 'Accept-Encoding';
       res.writeHead(200, headers);
       if (req.method === 'HEAD') return res.end();
-      const stream = createReadStream(file);
+      const stream = createReadStream(body);
       stream.on('error', () => res.destroy());
       stream.pipe(res);
     } catch (e) {

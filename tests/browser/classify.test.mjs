@@ -35,6 +35,11 @@ test('first visit: model downloads with progress, threads engaged, a daisy, a ro
   const { context, requests } = await freshContext(browser);
   try {
     await context.addInitScript(recordDownloadText);
+    // bytes on the wire, per response (bodies as sent: gzip-encoded where the server sent gzip)
+    const finished = [];
+    context.on('requestfinished', (r) => finished.push(r.sizes().then(async (sz) => ({
+      url: r.url(), bytes: sz.responseBodySize + sz.responseHeadersSize, encoding: (await r.response())?.headers()['content-encoding'],
+    }))));
     const page = await openPage(context, server.url);
     console.log(`  first visit: engine ready ${page.readyMs} ms after navigation; in the worker: ${await page.evaluate(() => document.body.dataset.timings)}`);
 
@@ -48,6 +53,13 @@ test('first visit: model downloads with progress, threads engaged, a daisy, a ro
     assert.ok(texts.some((t) => /Downloading the model.*\d+\.\d of \d+\.\d MB \(\d+%\)/.test(t)), `download progress shown: ${texts.join(' | ')}`);
     assert.ok(texts.some((t) => /\(100%\)/.test(t)), 'download progress reached 100%');
     assert.match(await page.textContent('#privacy'), /never leave this computer/);
+    // First visit: at most 50 MB downloaded (the issue's goal); the model comes gzip-encoded.
+    const wire = await Promise.all(finished);
+    const total = wire.reduce((a, w) => a + w.bytes, 0);
+    const model = wire.find((w) => w.url.endsWith('/model/petal.safetensors'));
+    console.log(`  first visit: ${(total / 1e6).toFixed(2)} MB downloaded in ${wire.length} responses, the model ${(model.bytes / 1e6).toFixed(2)} MB (${model.encoding || 'identity'})`);
+    assert.equal(model.encoding, 'gzip', 'the model is sent gzip-encoded');
+    assert.ok(total <= 50e6, `first visit downloads ${total} bytes, over 50 MB`);
 
     await drop(page, [DAISY, ROSE, TULIP]);
     const got = await cards(page);

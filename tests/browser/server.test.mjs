@@ -4,17 +4,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { repoRoot, serve } from './helpers.mjs';
 
 // A raw GET: node's http client sends the path exactly as given (no normalisation).
-function get(url, rawPath, method = 'GET') {
+function get(url, rawPath, method = 'GET', headers = {}) {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: rawPath, method }, (res) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: rawPath, method, headers }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('latin1') }));
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        resolve({ status: res.statusCode, headers: res.headers, raw, body: raw.toString('latin1') });
+      });
     });
     req.on('error', reject);
     req.end();
@@ -151,4 +157,38 @@ test('server CLI prints its address on 127.0.0.1, takes PORT and --port, and exp
   const noRoot = runCli(['--root', path.join(repoRoot, 'no-such-dist')]);
   assert.equal(await noRoot.exited, 2);
   assert.match(noRoot.errors(), /is not a folder/);
+});
+
+test('server sends a fresh .gz copy to clients that accept gzip, and the file itself otherwise', async () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'petal-gz-'));
+  const engine = fs.readFileSync(path.join(repoRoot, 'web/engine/petal-st.wasm'));
+  fs.writeFileSync(path.join(root, 'a.wasm'), engine);
+  fs.writeFileSync(path.join(root, 'a.wasm.gz'), zlib.gzipSync(engine));
+  fs.writeFileSync(path.join(root, 'b.wasm.gz'), zlib.gzipSync(Buffer.from('an old copy')));
+  fs.writeFileSync(path.join(root, 'b.wasm'), Buffer.from('the current file'));
+  const past = new Date(Date.now() - 60_000);
+  fs.utimesSync(path.join(root, 'b.wasm.gz'), past, past);  // older than b.wasm: stale
+  const s = await serve({ root });
+  try {
+    const gz = await get(s.url, '/a.wasm', 'GET', { 'Accept-Encoding': 'gzip, deflate, br' });
+    assert.equal(gz.status, 200);
+    assert.equal(gz.headers['content-encoding'], 'gzip');
+    assert.equal(gz.headers['content-type'], 'application/wasm');
+    assert.equal(Number(gz.headers['x-decoded-length']), engine.length);
+    assert.equal(Number(gz.headers['content-length']), gz.raw.length);
+    assert.ok(gz.raw.length < engine.length / 2, `gzip copy ${gz.raw.length} bytes of ${engine.length}`);
+    assert.ok(zlib.gunzipSync(gz.raw).equals(engine), 'the gzip copy decodes to the file');
+    assert.match(gz.headers.vary, /Accept-Encoding/);
+
+    const plain = await get(s.url, '/a.wasm');
+    assert.equal(plain.headers['content-encoding'], undefined);
+    assert.ok(plain.raw.equals(engine));
+
+    const stale = await get(s.url, '/b.wasm', 'GET', { 'Accept-Encoding': 'gzip' });
+    assert.equal(stale.headers['content-encoding'], undefined, 'a .gz older than its file is not sent');
+    assert.equal(stale.body, 'the current file');
+  } finally {
+    await s.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
 });
