@@ -166,6 +166,7 @@ class JsEngine {
       opt.dropout = float(num("dropout", opt.dropout));
       opt.weight_decay = float(num("weightDecay", opt.weight_decay));
       opt.label_smoothing = float(num("labelSmoothing", opt.label_smoothing));
+      opt.mixup = float(num("mixup", opt.mixup));
       opt.seed = uint64_t(num("seed", double(opt.seed)));
       const int hidden = int(num("hidden", 512));
       Head head(int(dim), hidden, int(names.size()), opt.seed);

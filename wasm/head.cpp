@@ -175,6 +175,7 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
   if (opt.average_last < 0 || opt.average_last > opt.epochs)
     throw Error("weight averaging needs between 1 and " + std::to_string(opt.epochs) + " epochs (got " + std::to_string(opt.average_last) + ")");
   if (opt.average_last > 0 && opt.keep_best) throw Error("keep the best epoch or average the last epochs, not both");
+  if (!(opt.mixup >= 0.f && opt.mixup <= 1.f)) throw Error("mixup must be between 0 and 1 (got " + std::to_string(opt.mixup) + ")");
   const size_t B = size_t(opt.batch_size), H = size_t(hidden_), C = size_t(classes_), D = size_t(in_);
   AdamSlot a_w1, a_b1, a_w2, a_b2;
   a_w1.init(H * D); a_b1.init(H); a_w2.init(C * H); a_b2.init(C);
@@ -183,6 +184,7 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
   x.resize(B * D); h.resize(B * H); hT.resize(H * B); logits.resize(B * C); dlog.resize(B * C); dlogT.resize(C * B);
   dh.resize(B * H); dhT.resize(H * B);
   std::vector<float> mask(B * H, 1.f);
+  std::vector<float> first_row(opt.mixup > 0 ? D : 0);  // mixup: the batch's first example, before blending
   std::vector<size_t> order(tr.n);
   std::iota(order.begin(), order.end(), 0);
   Rng rng(opt.seed);
@@ -208,6 +210,17 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
     for (size_t start = 0; start < tr.n; start += B) {
       const size_t m = std::min(B, tr.n - start);
       for (size_t r = 0; r < m; ++r) std::memcpy(x.data() + r * D, tr.features + order[start + r] * D, D * sizeof(float));
+      // mixup: example r blended with r + 1 (the last with the first)
+      float lam = 1.f;
+      if (opt.mixup > 0 && m > 1) {
+        lam = 1.f - 0.5f * opt.mixup * rng.uniform();
+        std::memcpy(first_row.data(), x.data(), D * sizeof(float));
+        for (size_t r = 0; r < m; ++r) {
+          const float* other = r + 1 < m ? x.data() + (r + 1) * D : first_row.data();
+          float* row = x.data() + r * D;
+          for (size_t k = 0; k < D; ++k) row[k] = lam * row[k] + (1.f - lam) * other[k];
+        }
+      }
       // forward. hᵀ = W1·xᵀ rather than h = x·W1ᵀ: XNNPACK packs the right-hand matrix on every
       // call, and packing x (m×2048) instead of W1 (512×2048) made training ~30 % faster.
       matmul(w1_.data(), x.data(), hT.data(), H, D, m, true, pool);
@@ -230,11 +243,12 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
       // loss and d(loss)/d(logits) = (p - target) / m
       for (size_t r = 0; r < m; ++r) {
         const float* p = logits.data() + r * C;
-        const int y = tr.labels[order[start + r]];
+        const int y = tr.labels[order[start + r]], y_mix = tr.labels[order[start + (r + 1 < m ? r + 1 : 0)]];
         const size_t pred = size_t(std::max_element(p, p + C) - p);
         correct += pred == size_t(y);
         for (size_t j = 0; j < C; ++j) {
-          const float t = (j == size_t(y) ? 1.f - smooth : 0.f) + smooth / float(C);
+          const float t = lam * (j == size_t(y) ? 1.f - smooth : 0.f) + (1.f - lam) * (j == size_t(y_mix) ? 1.f - smooth : 0.f) +
+                          smooth / float(C);
           if (t > 0) loss_sum -= t * std::log(std::max(p[j], 1e-12f));
           dlog.data()[r * C + j] = (p[j] - t) / float(m);
         }

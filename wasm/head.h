@@ -41,6 +41,10 @@ struct TrainOptions {
   float dropout = 0.f;        // on the hidden layer, during training only
   float weight_decay = 0.f;   // decoupled (AdamW), per step: w -= lr * wd * w
   float label_smoothing = 0.f;
+  // Mixup between neighbours: each batch is blended with itself shifted by one example,
+  // x = λ·x_i + (1 − λ)·x_i+1 and the targets alike, λ drawn per batch uniformly from
+  // [1 − mixup/2, 1] (0: off; 1: λ down to 0.5).
+  float mixup = 0.f;
   bool keep_best = false;     // restore the weights of the epoch with the best validation accuracy
   uint64_t seed = 123;
   // Learning rate: constant (Keras' default), or cosine decay from learning_rate to 0 over the run.

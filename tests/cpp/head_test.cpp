@@ -46,6 +46,31 @@ TEST(Head, TrainingIsDeterministicAndLearns) {
   }
 }
 
+// Mixup blends each batch with itself shifted by one: still deterministic, still learns, and
+// the training loss is that of the blended (softer) targets, higher than without it.
+TEST(Head, MixupIsDeterministicLearnsAndIsInEffect) {
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  make_blobs(4, 40, 64, 7, x, y);
+  FeatureSet data{x.data(), y.data(), y.size(), 64};
+  TrainOptions plain, mixed;
+  plain.epochs = mixed.epochs = 8;
+  mixed.mixup = 0.6f;
+  Head a(64, 32, 4, 1), b(64, 32, 4, 1), c(64, 32, 4, 1);
+  auto ha = a.train(data, &data, mixed);
+  auto hb = b.train(data, &data, mixed);
+  auto hc = c.train(data, &data, plain);
+  for (size_t i = 0; i < ha.size(); ++i) EXPECT_EQ(ha[i].loss, hb[i].loss);
+  EXPECT_GE(ha.back().val_accuracy, 0.95);
+  EXPECT_GT(ha.back().loss, hc.back().loss + 0.01) << "mixup made no difference to the training loss";
+  for (float bad : {-0.1f, 1.5f, NAN}) {
+    TrainOptions o;
+    o.mixup = bad;
+    Head h(64, 32, 4, 1);
+    EXPECT_THROW(h.train(data, nullptr, o), Error) << bad;
+  }
+}
+
 TEST(Head, GradientMatchesFiniteDifferences) {
   // One SGD-like step of Adam moves each weight by ≈ lr·sign(g) on step 1; check the loss
   // decreases as predicted by the analytic gradient direction for a tiny problem.

@@ -364,7 +364,7 @@ void register_train(CLI::App& app) {
   static int64_t seed = 123, train_seed = -1;
   static int epochs = 10, batch = 32, hidden = 512, size = 0, threads = 0, average_last = -1;
   static bool cosine = false, no_cosine = false;
-  static float lr = 1e-3f, dropout = -1, weight_decay = -1, smoothing = -1;
+  static float lr = 1e-3f, dropout = -1, weight_decay = -1, smoothing = -1, mixup = -1;
   static std::string views;
   static bool flips = false, no_flips = false, no_augment = false, keep_best = false, last_epoch = false, fp16 = false, as_json = false;
   static CLI::Option *o_epochs, *o_batch, *o_lr, *o_hidden, *o_views;
@@ -383,6 +383,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--dropout", dropout, "dropout rate on the hidden layer (default: the recipe's)")->check(CLI::Range(0.0, 0.95));
   cmd->add_option("--weight-decay", weight_decay, "decoupled weight decay (AdamW) (default: the recipe's)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--label-smoothing", smoothing, "label smoothing (default: the recipe's)")->check(CLI::Range(0.0, 0.5));
+  cmd->add_option("--mixup", mixup, "mixup strength: each example blended with its batch neighbour, weight from [1 - m/2, 1] "
+                                    "(0: off; default: the recipe's)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--flips", flips, "mirrored photos as extra training examples");
   cmd->add_flag("--no-flips", no_flips, "no mirrored photos");
   o_views = cmd->add_option("--views", views, "crop views of the training photos as extra examples, e.g. crop85,crop85-flip, or none (default: the recipe's)");
@@ -409,6 +412,7 @@ void register_train(CLI::App& app) {
     if (dropout >= 0) r.train.dropout = dropout;
     if (weight_decay >= 0) r.train.weight_decay = weight_decay;
     if (smoothing >= 0) r.train.label_smoothing = smoothing;
+    if (mixup >= 0) r.train.mixup = mixup;
     if (flips) r.flips = true;
     if (no_flips) r.flips = false;
     if (o_views->count()) r.extra_views = parse_views(views);
@@ -504,7 +508,7 @@ void register_train(CLI::App& app) {
 
     json options = {{"epochs", r.train.epochs}, {"batch_size", r.train.batch_size}, {"learning_rate", r.train.learning_rate},
                     {"hidden", r.hidden}, {"dropout", r.train.dropout}, {"weight_decay", r.train.weight_decay},
-                    {"label_smoothing", r.train.label_smoothing}, {"keep_best", r.train.keep_best},
+                    {"label_smoothing", r.train.label_smoothing}, {"mixup", r.train.mixup}, {"keep_best", r.train.keep_best},
                     {"average_last", r.train.average_last}, {"cosine_decay", r.train.cosine_decay}, {"flips", r.flips},
                     {"views", views_string(r.extra_views)},
                     {"preprocessing", r.prep.mode}, {"image_size", r.prep.size}, {"train_seed", r.train.seed}};
