@@ -359,7 +359,7 @@ static ImportedBackbone import_tfjs_impl(const std::string& model_json,
       if (off + bytes > buf.size())
         throw Error("the weight shards end before weight '" + name + "'; a shard file is missing or truncated");
       t.data.resize(t.numel());
-      std::memcpy(t.data.data(), buf.data() + off, bytes);
+      if (bytes) std::memcpy(t.data.data(), buf.data() + off, bytes);  // a 0-element weight has no storage
       off += bytes;
       raw[name] = std::move(t);
     }

@@ -8,6 +8,7 @@
 //    channels, a classifier not on the features: refused when the bundle is read
 //  - bank labels stored as floats out of int range (undefined conversion)
 //  - an 8-byte bundle was read one byte past its end
+//  - a zero-element weight in model.json's manifest was copied from a null pointer
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -201,6 +202,11 @@ TEST(FuzzRegressions, WeightShapesThatOverflowOrMismatch) {
     "weightsManifest":[{"paths":["a.bin"],"weights":[{"name":"w","shape":[2147483647,2147483647,4,1073741824],"dtype":"float32"}]}]})";
   EXPECT_ERROR_HAS(import_tfjs(huge, [](const std::string&) { return std::vector<uint8_t>(16, 0); }),
                    "the weight shards end before weight 'w'");
+  // A weight with no elements (shape [0, 4]) and empty shards: memcpy from a null pointer was
+  // undefined behaviour (found by fuzz_tfjs); now the import goes on to the real error.
+  const std::string empty = R"({"modelTopology":{"model_config":{"class_name":"Model","config":{"layers":[]}}},
+    "weightsManifest":[{"paths":["a.bin"],"weights":[{"name":"w","shape":[0,4],"dtype":"float32"}]}]})";
+  EXPECT_THROW(import_tfjs(empty, [](const std::string&) { return std::vector<uint8_t>(); }), Error);
   Tiny t;
   t.w["fc/bias"].shape = {3};
   t.w["fc/bias"].data.resize(3);
