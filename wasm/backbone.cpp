@@ -64,6 +64,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     : graph_(graph), options_(options), impl_(new Impl) {
   init_xnnpack();
   if (bundle.has(kInt8Marker)) options_.int8 = true;
+  if (options_.record_ranges) options_.int8 = false;  // calibration measures the fp32 network
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
 #ifdef __EMSCRIPTEN_PTHREADS__
   impl_->pool = threads > 1 ? pthreadpool_create(threads) : nullptr;
@@ -173,7 +174,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   // kInt8RangesTensor; fp32 only at the input, the pooled features and the classifier.
   std::vector<float> ranges;
   if (options_.int8 && !options_.int8_dynamic && bundle.has(kInt8RangesTensor)) ranges = bundle.get(kInt8RangesTensor, {graph.ops.size() + 1, 2}).data;
-  static_int8_ = !ranges.empty() && !options_.record_ranges;
+  static_int8_ = !ranges.empty();
   auto range_quant = [&](size_t row) { return quant_of_range(ranges[row * 2], ranges[row * 2 + 1]); };
   // Conversions between fp32 and int8 values, each made once: an int8 op reads int8 inputs, an
   // fp32 op fp32 ones (a value's range row says how to quantise it).
@@ -223,8 +224,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     const int row = int(i + 1);
     auto output = [&](const Shape& os, const Quant& qp) {
       std::vector<size_t> dims{1, size_t(os.h), size_t(os.w), size_t(os.c)};
-      if (recordable && !static_int8_ && options_.record_ranges && ext >= kFirstRecordedId)
-        recorded_.push_back({i, size_t(os.h) * os.w * os.c});
+      if (ext >= kFirstRecordedId) recorded_.push_back({i, size_t(os.h) * os.w * os.c});
       return q_out ? define_q(dims, qp) : define(dims, nullptr, ext, vflags);
     };
     Val out_val;
@@ -337,11 +337,8 @@ std::vector<float> Backbone::ranges() const {
 void calibrate_int8(Bundle& b, const Graph& graph, const float* inputs, size_t n, size_t threads) {
   if (n == 0) throw Error("int8 calibration needs at least one photo");
   BackboneOptions o;
-  o.record_ranges = true;
-  Bundle fp32 = b;
-  fp32.tensors.erase(kInt8Marker);
-  fp32.tensors.erase(kInt8RangesTensor);
-  Backbone net(graph, fp32, threads, o);
+  o.record_ranges = true;  // fp32 whatever int8 tensors `b` holds
+  Backbone net(graph, b, threads, o);
   const size_t per = size_t(graph.input_h) * graph.input_w * graph.input_c;
   std::vector<float> features(8 * size_t(graph.feature_dim));
   for (size_t i = 0; i < n; i += 8) {
@@ -445,16 +442,6 @@ void Backbone::run(const float* input, size_t batch, float* features, float* log
     widen(0, input, n / batch);
     for (size_t i = 0; i < recorded_.size(); ++i) widen(recorded_[i].op + 1, buffers_[i].data(), recorded_[i].numel);
     recorded_images_ += batch;
-    // max pooling keeps its input's quantisation: record the input's range for it
-    for (size_t i = 0; i < graph_.ops.size(); ++i) {
-      const Op& op = graph_.ops[i];
-      if (op.kind != Op::MaxPool) continue;
-      size_t src = 0;
-      for (size_t j = 0; j < i; ++j)
-        if (graph_.ops[j].name == op.inputs[0]) src = j + 1;
-      ranges_[(i + 1) * 2] = ranges_[src * 2];
-      ranges_[(i + 1) * 2 + 1] = ranges_[src * 2 + 1];
-    }
   }
 }
 

@@ -34,8 +34,9 @@ struct BackboneOptions {
   // Runtime flags to experiment with (see petal bench --help).
   bool transient_indirection = false;  // XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER
   bool weights_cache = false;          // pack weights into an XNNPACK weights cache
-  // Calibration (fp32 only): record the smallest and largest value of every op's output in each
-  // image of every run(); Backbone::ranges() gives their means over the images.
+  // Calibration: run in fp32 (even for a bundle marked int8) and record the smallest and largest
+  // value of every op's output in each image of every run(); Backbone::ranges() gives their means
+  // over the images.
   bool record_ranges = false;
 };
 
@@ -45,7 +46,8 @@ inline constexpr const char* kInt8Marker = "backbone.int8";
 void mark_int8(Bundle& b);
 // Calibrated activation ranges for static int8: (ops + 1) x 2 floats, min and max of the input
 // (row 0) and of each op's output (row i + 1) in the graph's order; rows of ops that are not
-// quantised (pooling to features, dense) are ignored.
+// quantised (pooling to features, dense) are ignored, and so is max pooling's (it keeps its
+// input's quantisation).
 inline constexpr const char* kInt8RangesTensor = "backbone.int8.ranges";
 
 // Static int8 calibration: run the fp32 backbone `graph` on `n` preprocessed inputs (n x H x W x 3)
