@@ -13,7 +13,7 @@ JOBS=${JOBS:-$(nproc)}
 SRC=$CACHE/src
 XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
 CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
-BUILD_REV=1   # bump when the flags below change, so caches are rebuilt
+BUILD_REV=2   # bump when the flags or patches below change, so caches are rebuilt
 PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # one build per variant at a time (parallel set-ups would clobber each other's build folder)
@@ -22,6 +22,9 @@ exec 9>"$CACHE/xnnpack/.lock-$VARIANT"
 flock 9
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 
+# The source folder is shared by the variants: patch it under its own lock.
+exec 8>"$CACHE/xnnpack/.lock-src"
+flock 8
 # XNNPACK's CMake (this snapshot) refuses Emscripten and never adds the wasm kernels;
 # pthreadpool always builds its single-thread shim under Emscripten. These edits are
 # inert for native builds. (Details: ../shared/notes/toolchain.md, recipe 06.)
@@ -39,6 +42,16 @@ if [ ! -f "$XNN/.petal-wasm-patched" ]; then
     || { echo "error: patching pthreadpool's CMakeLists.txt failed" >&2; exit 1; }
   touch "$XNN/.petal-wasm-patched"
 fi
+# Our own change to XNNPACK's loop order (see the patch's comment in convolution-nhwc.c): when a
+# convolution's packed weights outgrow the cache, sweep the output pixels for each block of output
+# channels rather than all output channels for each block of pixels. ResNet-50, native, 1 thread:
+# stages 4 and 5 took 25.7 + 26.4 ms, now 18.3 + 15.0 ms.
+if [ ! -f "$XNN/.petal-weights-outer-patched" ]; then
+  patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-weights-outer.patch" \
+    || { echo "error: applying tools/setup/xnnpack-weights-outer.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
+  touch "$XNN/.petal-weights-outer-patched"
+fi
+flock -u 8
 
 CMAKE=(cmake); FLAGS=""
 case $VARIANT in

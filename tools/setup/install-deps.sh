@@ -4,7 +4,7 @@
 # Quick when everything is already there.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PKGS=(build-essential cmake ninja-build pkg-config curl ca-certificates xz-utils git python3
+PKGS=(build-essential cmake ninja-build pkg-config curl ca-certificates xz-utils patch git python3
       clang-14 libclang-rt-14-dev
       emscripten binaryen wabt
       libstb-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest libhdf5-dev
