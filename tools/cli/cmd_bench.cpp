@@ -174,12 +174,14 @@ void int8_accuracy(const std::string& dir, const Bundle& bundle, const Graph& gr
     for (size_t i : train_idx) with_flip[i] = true;
   const size_t dim = size_t(graph.feature_dim);
   struct V { std::string name; BackboneOptions o; VariantFeatures f; };
-  std::vector<V> vs(3);
+  std::vector<V> vs(4);
   vs[0].name = "fp32";
   vs[1].name = "int8";  // QD8, what `petal quantize` and the page's int8 engine run
   vs[1].o.int8 = vs[1].o.int8_dynamic = true;
   vs[2].name = "int8-static";  // QS8, calibrated
   vs[2].o.int8 = true;
+  vs[3].name = "int8-all";  // QD8, the 7x7 stem convolution too
+  vs[3].o.int8 = vs[3].o.int8_dynamic = vs[3].o.int8_first_conv = true;
   const int nv = int(vs.size());
   for (auto& v : vs) v.f = variant_features(d, bundle, graph, v.o, v.name, with_flip, threads);
   auto gather = [&](const VariantFeatures& f, const std::vector<size_t>& idx, bool flips, std::vector<float>& x,
