@@ -113,8 +113,10 @@ export function createPetalServer({ root = HERE, isolation = true, log = () => {
         ...securityHeaders(isolation),
         'Content-Type': TYPES[path.extname(file).toLowerCase()] || 'application/octet-stream',
         'Cache-Control': 'no-cache',
+        // Weak: the gzip and identity bodies are the same representation, differently encoded.
         ETag: etag,
         'Last-Modified': st.mtime.toUTCString(),
+        Vary: 'Accept-Encoding',  // on 304s too (RFC 9110 15.4.5)
       };
       if (req.headers['if-none-match'] === etag) {
         res.writeHead(304, headers);
@@ -132,7 +134,6 @@ export function createPetalServer({ root = HERE, isolation = true, log = () => {
       } else {
         headers['Content-Length'] = st.size;
       }
-      headers.Vary = 'Accept-Encoding';
       res.writeHead(200, headers);
       if (req.method === 'HEAD') return res.end();
       const stream = createReadStream(body);

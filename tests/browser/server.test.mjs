@@ -61,9 +61,10 @@ test('server sends COOP/COEP and a same-origin CSP, and .wasm as application/was
     const again = await new Promise((resolve, reject) => {
       const u = new URL(s.url);
       http.get({ host: u.hostname, port: u.port, path: '/model/petal.safetensors', headers: { 'If-None-Match': model.headers.etag } },
-        (res) => { res.resume(); resolve(res.statusCode); }).on('error', reject);
+        (res) => { res.resume(); resolve({ status: res.statusCode, vary: res.headers.vary }); }).on('error', reject);
     });
-    assert.equal(again, 304);
+    assert.equal(again.status, 304);
+    assert.equal(again.vary, 'Accept-Encoding', 'a 304 carries the Vary its 200 would have (RFC 9110)');
   } finally {
     await s.close();
   }
