@@ -68,22 +68,21 @@ struct Denormals {
 };
 #endif
 
-// Spin until `ready()` or about `kSpinMicros` have passed; true when ready. A wake-up through the
+// Spin until `ready()` or about `kSpinMicros` have passed (the caller then sleeps until ready). A wake-up through the
 // condition variable costs tens of microseconds natively and more in a browser (a Worker blocked in
 // Atomics.wait), and ResNet-50 runs ~90-140 operators back to back: spinning across the short gap
 // between two operators keeps both threads busy. The clock is read every 64 spins only.
 constexpr double kSpinMicros = 200;
 template <class Ready>
-bool spin_until(Ready ready) {
+void spin_until(Ready ready) {
   const auto start = std::chrono::steady_clock::now();
-  for (unsigned n = 1;; ++n) {
-    if (ready()) return true;
+  for (unsigned n = 1; !ready(); ++n) {
 #ifdef PETAL_POOL_X86
     _mm_pause();
 #endif
     if (n % 64 == 0 &&
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() > kSpinMicros)
-      return ready();
+      return;
   }
 }
 
@@ -152,15 +151,14 @@ struct pthreadpool {
     }
     wake.notify_all();
     work(j, 0);
-    auto all_done = [&] {
-      return j.done.load(std::memory_order_acquire) == j.items && j.active.load(std::memory_order_acquire) == 0;
-    };
     // The last chunks a worker is still running usually end within microseconds: wait for them
     // spinning rather than asleep (a wake-up would put its latency on the critical path).
     spin_until([&] { return j.done.load(std::memory_order_acquire) == j.items; });
     std::unique_lock<std::mutex> l(m);
     job = nullptr;  // late workers find nothing
-    finished.wait(l, all_done);
+    finished.wait(l, [&] {
+      return j.done.load(std::memory_order_acquire) == j.items && j.active.load(std::memory_order_acquire) == 0;
+    });
   }
 };
 
