@@ -34,6 +34,11 @@ struct BackboneOptions {
   // Runtime flags to experiment with (see petal bench --help).
   bool transient_indirection = false;  // XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER
   bool weights_cache = false;          // pack weights into an XNNPACK weights cache
+  // A residual Add (and its ReLU) whose input is a convolution's only use is done inside that
+  // convolution, on each block of output while it is in cache (our XNNPACK patch
+  // xnn_petal_convolution_add_residual), instead of two passes over memory of its own. Same
+  // arithmetic, same results to the bit; off only to measure it (fp32 and QD8; not static int8).
+  bool fuse_residual = true;
   // Calibration: run in fp32 (even for a bundle marked int8) and record the smallest and largest
   // value of every op's output in each image of every run(); Backbone::ranges() gives their means
   // over the images.

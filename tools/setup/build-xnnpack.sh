@@ -13,7 +13,7 @@ JOBS=${JOBS:-$(nproc)}
 SRC=$CACHE/src
 XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
 CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
-BUILD_REV=2   # bump when the flags or patches below change, so caches are rebuilt
+BUILD_REV=3   # bump when the flags or patches below change, so caches are rebuilt
 PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # one build per variant at a time (parallel set-ups would clobber each other's build folder)
@@ -50,6 +50,15 @@ if [ ! -f "$XNN/.petal-weights-outer-patched" ]; then
   patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-weights-outer.patch" \
     || { echo "error: applying tools/setup/xnnpack-weights-outer.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
   touch "$XNN/.petal-weights-outer-patched"
+fi
+# Our residual-add fusion: xnn_petal_convolution_add_residual makes a convolution add a residual
+# (and clamp) to each block of its output while the block is in cache, so ResNet's 16 Adds and
+# their ReLUs need no passes over memory of their own. Native fp32, 2 threads, batch 8: 33.9 ->
+# 31.0 ms per image.
+if [ ! -f "$XNN/.petal-residual-add-patched" ]; then
+  patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-residual-add.patch" \
+    || { echo "error: applying tools/setup/xnnpack-residual-add.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
+  touch "$XNN/.petal-residual-add-patched"
 fi
 flock -u 8
 

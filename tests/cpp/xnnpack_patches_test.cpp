@@ -1,0 +1,96 @@
+// tools/setup/xnnpack-weights-outer.patch changes the order in which XNNPACK walks a convolution's
+// output tiles when its weights outgrow the cache (output-channel blocks outside, pixel blocks
+// inside). Every output element is still computed by the same microkernel over the same inputs in
+// the same order, so the features must be bit for bit those of XNNPACK's own order
+// (PETAL_XNN_WEIGHTS_BLOCK=0), for fp32 and int8, batch 1 and 3 (two parallelisation paths), on one
+// and two threads, and with a tiny budget that sends every convolution through the new order.
+// tools/setup/xnnpack-residual-add.patch adds a residual Add and its ReLU to each block of a
+// convolution's output as it is written: the same two operations on the same values, so those
+// features must be bit for bit the unfused network's too.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "backbone.h"
+#include "test_support.h"
+
+using namespace petal;
+
+namespace {
+
+constexpr size_t kPer = 224 * 224 * 3, kDim = 2048;
+
+// Features of the first `batch` golden inputs with the loop-order budget set to `budget`.
+std::vector<float> features(const Bundle& b, const std::vector<float>& inputs, const char* budget,
+                            bool int8, size_t threads, size_t batch, bool fuse_residual = true) {
+  setenv("PETAL_XNN_WEIGHTS_BLOCK", budget, 1);
+  BackboneOptions o;
+  o.int8 = int8;
+  o.fuse_residual = fuse_residual;
+  Backbone net(Graph::from_json(b.meta("graph")), b, threads, o);
+  std::vector<float> f(batch * kDim);
+  net.run(inputs.data(), batch, f.data());
+  unsetenv("PETAL_XNN_WEIGHTS_BLOCK");
+  return f;
+}
+
+class XnnpackPatches : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PETAL_REQUIRE_FILE(test::backbone_path());
+    PETAL_REQUIRE_FILE(test::data_dir() + "/golden/inputs_224.f32");
+    b = std::make_unique<Bundle>(load_bundle_file(test::backbone_path()));
+    inputs = test::read_f32(test::data_dir() + "/golden/inputs_224.f32");
+    ASSERT_EQ(inputs.size(), 10 * kPer);
+    golden = test::read_f32(test::data_dir() + "/golden/features.f32");
+  }
+  std::unique_ptr<Bundle> b;
+  std::vector<float> inputs, golden;
+};
+
+TEST_F(XnnpackPatches, WeightsOuterLoopOrder) {
+  for (bool int8 : {false, true})
+    for (size_t threads : {1, 2})
+      for (size_t batch : {1, 3}) {
+        const auto xnnpack = features(*b, inputs, "0", int8, threads, batch);
+        const auto ours = features(*b, inputs, "", int8, threads, batch);
+        const auto every_conv = features(*b, inputs, "1", int8, threads, batch);
+        const std::string what = std::string(int8 ? "int8" : "fp32") + ", " + std::to_string(threads) +
+                                 " thread(s), batch " + std::to_string(batch);
+        EXPECT_EQ(0, std::memcmp(xnnpack.data(), ours.data(), xnnpack.size() * 4)) << what;
+        EXPECT_EQ(0, std::memcmp(xnnpack.data(), every_conv.data(), xnnpack.size() * 4)) << what;
+        // and they are features, not zeros
+        EXPECT_GT(test::cosine(xnnpack.data(), golden.data(), kDim), 0.99) << what;
+      }
+}
+
+TEST_F(XnnpackPatches, ResidualAddFusedIntoConvolution) {
+  // All 16 of ResNet-50's adds are fused: no elementwise operators are left.
+  for (bool fuse : {false, true}) {
+    BackboneOptions o;
+    o.profile = true;
+    o.fuse_residual = fuse;
+    Backbone net(Graph::from_json(b->meta("graph")), *b, 1, o);
+    std::vector<float> f(kDim);
+    net.run(inputs.data(), 1, f.data());
+    size_t elementwise = 0;
+    for (auto& op : net.profile()) elementwise += op.name.find("Elementwise") != std::string::npos;
+    EXPECT_EQ(elementwise, fuse ? 0u : 32u) << "fuse_residual " << fuse;
+  }
+  for (bool int8 : {false, true})
+    for (size_t threads : {1, 2})
+      for (size_t batch : {1, 3}) {
+        const auto unfused = features(*b, inputs, "", int8, threads, batch, false);
+        const auto fused = features(*b, inputs, "", int8, threads, batch, true);
+        const auto fused_every_order = features(*b, inputs, "1", int8, threads, batch, true);
+        const std::string what = std::string(int8 ? "int8" : "fp32") + ", " + std::to_string(threads) +
+                                 " thread(s), batch " + std::to_string(batch);
+        EXPECT_EQ(0, std::memcmp(unfused.data(), fused.data(), unfused.size() * 4)) << what;
+        EXPECT_EQ(0, std::memcmp(unfused.data(), fused_every_order.data(), unfused.size() * 4)) << what;
+        EXPECT_GT(test::cosine(fused.data(), golden.data(), kDim), 0.99) << what;
+      }
+}
+
+}  // namespace
