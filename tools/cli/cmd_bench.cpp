@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -343,6 +344,7 @@ void register_bench(CLI::App& app) {
     std::vector<std::unique_ptr<Backbone>> nets;
     std::vector<int> net_threads;
     std::vector<std::string> net_variant;
+    std::vector<std::function<std::unique_ptr<Backbone>()>> net_maker;  // another network like nets[n]
     for (auto& v : variant_list) {
       for (int t : thread_list) {
         BackboneOptions o;
@@ -359,10 +361,14 @@ void register_bench(CLI::App& app) {
           if (part == "unfused") o.fuse_residual = false;
           if (part == "direct") direct = true;
         }
-        // our XNNPACK patch reads PETAL_XNN_WINOGRAD when it creates a convolution
-        if (direct) setenv("PETAL_XNN_WINOGRAD", "0", 1);
-        nets.push_back(std::make_unique<Backbone>(graph, bundle, size_t(t), o));
-        if (direct) unsetenv("PETAL_XNN_WINOGRAD");
+        net_maker.push_back([&graph, &bundle, t, o, direct] {
+          // our XNNPACK patch reads PETAL_XNN_WINOGRAD when it creates a convolution
+          if (direct) setenv("PETAL_XNN_WINOGRAD", "0", 1);
+          auto net = std::make_unique<Backbone>(graph, bundle, size_t(t), o);
+          if (direct) unsetenv("PETAL_XNN_WINOGRAD");
+          return net;
+        });
+        nets.push_back(net_maker.back()());
         net_threads.push_back(t);
         net_variant.push_back(v);
       }
@@ -377,17 +383,27 @@ void register_bench(CLI::App& app) {
                   size_t(std::thread::hardware_concurrency()), runs, warmup);
     }
 
-    // 1. Latency, configurations interleaved.
-    struct Config { size_t net; int threads, batch; std::vector<double> ms; };
+    // 1. Latency, configurations interleaved. Each batch size gets a network of its own: one
+    // network alternating between batch sizes would be reshaped (buffers reallocated, indirection
+    // rebuilt) on every run, which costs milliseconds that a fixed batch never pays.
+    struct Config { size_t net; int threads, batch; std::vector<double> ms; Backbone* runner; };
     std::vector<Config> configs;
+    std::vector<std::unique_ptr<Backbone>> extra_nets;
     for (size_t n = 0; n < nets.size(); ++n)
-      for (int b : batch_list) configs.push_back({n, net_threads[n], b, {}});
+      for (int b : batch_list) {
+        Backbone* runner = nets[n].get();
+        if (b != batch_list.front()) {
+          extra_nets.push_back(net_maker[n]());
+          runner = extra_nets.back().get();
+        }
+        configs.push_back({n, net_threads[n], b, {}, runner});
+      }
     for (auto& c : configs)
-      for (int w = 0; w < warmup; ++w) nets[c.net]->run(inputs.data(), size_t(c.batch), feats.data(), logits_p);
+      for (int w = 0; w < warmup; ++w) c.runner->run(inputs.data(), size_t(c.batch), feats.data(), logits_p);
     for (int r = 0; r < runs; ++r) {
       for (auto& c : configs) {
         const double t0 = now_ms();
-        nets[c.net]->run(inputs.data(), size_t(c.batch), feats.data(), logits_p);
+        c.runner->run(inputs.data(), size_t(c.batch), feats.data(), logits_p);
         c.ms.push_back((now_ms() - t0) / c.batch);
       }
     }
