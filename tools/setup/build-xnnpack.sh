@@ -13,8 +13,11 @@ JOBS=${JOBS:-$(nproc)}
 SRC=$CACHE/src
 XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
 CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
-BUILD_REV=4   # bump when the flags or patches below change, so caches are rebuilt
-PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV
+BUILD_REV=4   # bump when the flags below change, so caches are rebuilt
+# Our own XNNPACK patches, applied in this order; the cache is keyed by their content too.
+PATCHES=(xnnpack-weights-outer.patch xnnpack-residual-add.patch xnnpack-winograd.patch)
+PATCH_ID=$(cd "$HERE" && cat "${PATCHES[@]}" | sha256sum | cut -c1-12)
+PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV-$PATCH_ID
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # one build per variant at a time (parallel set-ups would clobber each other's build folder)
 mkdir -p "$CACHE/xnnpack"
@@ -25,6 +28,14 @@ if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # The source folder is shared by the variants: patch it under its own lock.
 exec 8>"$CACHE/xnnpack/.lock-src"
 flock 8
+# A source folder patched with other versions of our patches (an older checkout) starts again
+# from the tarball.
+if [ ! -f "$XNN/.petal-patches-$PATCH_ID" ] &&
+   ls -A "$XNN" 2>/dev/null | grep -qE '^\.petal-(patches-|(weights-outer|residual-add|winograd)-patched$)'; then
+  echo "XNNPACK's source holds other versions of our patches: extracting it afresh" >&2
+  rm -rf "$XNN"
+  "$HERE/fetch-sources.sh"
+fi
 # XNNPACK's CMake (this snapshot) refuses Emscripten and never adds the wasm kernels;
 # pthreadpool always builds its single-thread shim under Emscripten. These edits are
 # inert for native builds. (Details: ../shared/notes/toolchain.md, recipe 06.)
@@ -42,31 +53,21 @@ if [ ! -f "$XNN/.petal-wasm-patched" ]; then
     || { echo "error: patching pthreadpool's CMakeLists.txt failed" >&2; exit 1; }
   touch "$XNN/.petal-wasm-patched"
 fi
-# Our own change to XNNPACK's loop order (see the patch's comment in convolution-nhwc.c): when a
-# convolution's packed weights outgrow the cache, sweep the output pixels for each block of output
-# channels rather than all output channels for each block of pixels. ResNet-50, native, 1 thread:
-# stages 4 and 5 took 25.7 + 26.4 ms, now 18.3 + 15.0 ms.
-if [ ! -f "$XNN/.petal-weights-outer-patched" ]; then
-  patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-weights-outer.patch" \
-    || { echo "error: applying tools/setup/xnnpack-weights-outer.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
-  touch "$XNN/.petal-weights-outer-patched"
-fi
-# Our residual-add fusion: xnn_petal_convolution_add_residual makes a convolution add a residual
-# (and clamp) to each block of its output while the block is in cache, so ResNet's 16 Adds and
-# their ReLUs need no passes over memory of their own. Native fp32, 2 threads, batch 8: 33.9 ->
-# 31.0 ms per image.
-if [ ! -f "$XNN/.petal-residual-add-patched" ]; then
-  patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-residual-add.patch" \
-    || { echo "error: applying tools/setup/xnnpack-residual-add.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
-  touch "$XNN/.petal-residual-add-patched"
-fi
-# Our Winograd F(2x2, 3x3) convolution for fp32 3x3 stride-1 layers of up to 256 channels (see
-# struct petal_winograd_context in the patch): 2.25x fewer multiplies. ResNet-50 stages 2-4, native,
-# 2 threads, batch 8: 29.4 -> 26.3 ms per image.
-if [ ! -f "$XNN/.petal-winograd-patched" ]; then
-  patch -d "$XNN" -p1 --forward --quiet < "$HERE/xnnpack-winograd.patch" \
-    || { echo "error: applying tools/setup/xnnpack-winograd.patch to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
-  touch "$XNN/.petal-winograd-patched"
+# Our patches (each explains itself at its top and in its comments):
+# - xnnpack-weights-outer.patch: when a convolution's packed weights outgrow the cache, sweep the
+#   output pixels for each block of output channels rather than all output channels for each
+#   block of pixels. ResNet-50, native, 1 thread: stages 4 and 5 took 25.7 + 26.4 ms, now 18.3 + 15.0.
+# - xnnpack-residual-add.patch: xnn_petal_convolution_add_residual makes a convolution add a
+#   residual (and clamp) to each block of its output while the block is in cache, so ResNet's 16
+#   Adds and their ReLUs need no passes over memory. Native, 2 threads, batch 8: 33.9 -> 31.0 ms.
+# - xnnpack-winograd.patch: Winograd F(2x2, 3x3) for fp32 3x3 stride-1 convolutions of 32-256
+#   channels, 2.25x fewer multiplies. Native, 2 threads, batch 8: 29.4 -> 26.3 ms per image.
+if [ ! -f "$XNN/.petal-patches-$PATCH_ID" ]; then
+  for p in "${PATCHES[@]}"; do
+    patch -d "$XNN" -p1 --forward --quiet < "$HERE/$p" \
+      || { echo "error: applying tools/setup/$p to $XNN failed; delete $XNN to fetch it afresh" >&2; exit 1; }
+  done
+  touch "$XNN/.petal-patches-$PATCH_ID"
 fi
 flock -u 8
 
