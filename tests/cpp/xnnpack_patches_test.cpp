@@ -43,6 +43,26 @@ std::vector<float> features(const Bundle& b, const std::vector<float>& inputs, c
   return f;
 }
 
+std::string config(bool int8, size_t threads, size_t batch) {
+  return std::string(int8 ? "int8" : "fp32") + ", " + std::to_string(threads) + " thread(s), batch " + std::to_string(batch);
+}
+
+void expect_identical(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << what;
+}
+
+// Operators of a profiled network (1 thread, batch 1) whose names contain `part`.
+size_t operators_named(const Bundle& b, const std::vector<float>& inputs, BackboneOptions o, const char* part) {
+  o.profile = true;
+  Backbone net(Graph::from_json(b.meta("graph")), b, 1, o);
+  std::vector<float> f(kDim);
+  net.run(inputs.data(), 1, f.data());
+  size_t n = 0;
+  for (auto& op : net.profile()) n += op.name.find(part) != std::string::npos;
+  return n;
+}
+
 class XnnpackPatches : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -57,46 +77,24 @@ class XnnpackPatches : public ::testing::Test {
   std::vector<float> inputs, golden;
 };
 
-TEST_F(XnnpackPatches, WeightsOuterLoopOrder) {
-  for (bool int8 : {false, true})
-    for (size_t threads : {1, 2})
-      for (size_t batch : {1, 3}) {
-        const auto xnnpack = features(*b, inputs, "0", int8, threads, batch);
-        const auto ours = features(*b, inputs, "", int8, threads, batch);
-        const auto every_conv = features(*b, inputs, "1", int8, threads, batch);
-        const std::string what = std::string(int8 ? "int8" : "fp32") + ", " + std::to_string(threads) +
-                                 " thread(s), batch " + std::to_string(batch);
-        EXPECT_EQ(0, std::memcmp(xnnpack.data(), ours.data(), xnnpack.size() * 4)) << what;
-        EXPECT_EQ(0, std::memcmp(xnnpack.data(), every_conv.data(), xnnpack.size() * 4)) << what;
-        // and they are features, not zeros
-        EXPECT_GT(test::cosine(xnnpack.data(), golden.data(), kDim), 0.99) << what;
-      }
-}
-
-TEST_F(XnnpackPatches, ResidualAddFusedIntoConvolution) {
-  // All 16 of ResNet-50's adds are fused: no elementwise operators are left.
+// The loop order and the residual fusion: the same arithmetic, so the same bits.
+TEST_F(XnnpackPatches, LoopOrderAndResidualFusionKeepFeaturesBitIdentical) {
+  // All 16 of ResNet-50's adds are fused: no elementwise operators (adds, clamps) are left.
   for (bool fuse : {false, true}) {
     BackboneOptions o;
-    o.profile = true;
     o.fuse_residual = fuse;
-    Backbone net(Graph::from_json(b->meta("graph")), *b, 1, o);
-    std::vector<float> f(kDim);
-    net.run(inputs.data(), 1, f.data());
-    size_t elementwise = 0;
-    for (auto& op : net.profile()) elementwise += op.name.find("Elementwise") != std::string::npos;
-    EXPECT_EQ(elementwise, fuse ? 0u : 32u) << "fuse_residual " << fuse;
+    EXPECT_EQ(operators_named(*b, inputs, o, "Elementwise"), fuse ? 0u : 32u) << "fuse_residual " << fuse;
   }
   for (bool int8 : {false, true})
     for (size_t threads : {1, 2})
       for (size_t batch : {1, 3}) {
-        const auto unfused = features(*b, inputs, "", int8, threads, batch, false);
-        const auto fused = features(*b, inputs, "", int8, threads, batch, true);
-        const auto fused_every_order = features(*b, inputs, "1", int8, threads, batch, true);
-        const std::string what = std::string(int8 ? "int8" : "fp32") + ", " + std::to_string(threads) +
-                                 " thread(s), batch " + std::to_string(batch);
-        EXPECT_EQ(0, std::memcmp(unfused.data(), fused.data(), unfused.size() * 4)) << what;
-        EXPECT_EQ(0, std::memcmp(unfused.data(), fused_every_order.data(), unfused.size() * 4)) << what;
-        EXPECT_GT(test::cosine(fused.data(), golden.data(), kDim), 0.99) << what;
+        const std::string what = config(int8, threads, batch);
+        const auto ours = features(*b, inputs, "", int8, threads, batch);
+        expect_identical(ours, features(*b, inputs, "0", int8, threads, batch), what + ", XNNPACK's loop order");
+        expect_identical(ours, features(*b, inputs, "1", int8, threads, batch), what + ", every convolution weights-outer");
+        expect_identical(ours, features(*b, inputs, "", int8, threads, batch, false), what + ", adds unfused");
+        // and they are features, not zeros
+        EXPECT_GT(test::cosine(ours.data(), golden.data(), kDim), 0.99) << what;
       }
 }
 
@@ -104,21 +102,14 @@ TEST_F(XnnpackPatches, WinogradMatchesDirectConvolutionWithinRounding) {
   // the 3x3 convolutions of stages 2-4 (13 in ResNet-50) are Winograd ones, and only with it on
   for (bool winograd : {false, true}) {
     setenv("PETAL_XNN_WINOGRAD", winograd ? "1" : "0", 1);
-    BackboneOptions o;
-    o.profile = true;
-    Backbone net(Graph::from_json(b->meta("graph")), *b, 1, o);
+    EXPECT_EQ(operators_named(*b, inputs, BackboneOptions{}, "Winograd"), winograd ? 13u : 0u) << "winograd " << winograd;
     unsetenv("PETAL_XNN_WINOGRAD");
-    std::vector<float> f(kDim);
-    net.run(inputs.data(), 1, f.data());
-    size_t count = 0;
-    for (auto& op : net.profile()) count += op.name.find("Winograd") != std::string::npos;
-    EXPECT_EQ(count, winograd ? 13u : 0u) << "winograd " << winograd;
   }
   for (size_t threads : {1, 2})
     for (size_t batch : {1, 3}) {
       const auto direct = features(*b, inputs, "", false, threads, batch, true, false);
       const auto wino = features(*b, inputs, "", false, threads, batch, true, true);
-      const std::string what = std::to_string(threads) + " thread(s), batch " + std::to_string(batch);
+      const std::string what = config(false, threads, batch);
       for (size_t i = 0; i < batch; ++i) {
         float max_diff = 0, max_f = 0;
         for (size_t j = 0; j < kDim; ++j) {
