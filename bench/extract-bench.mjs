@@ -6,14 +6,18 @@
 //
 // Petal: `petal extract DATA --no-augment --image-size 224` into an empty feature cache, timed by
 // the command itself: read + SHA-256 + decode + resize + backbone + cache write, photos decoded on a
-// producer thread while the backbone runs. onnxruntime-node: session.run on tensors that
-// `petal preprocess` made beforehand, 256 photos at a time: reported without the decoding (which
-// flatters it) and with it (read + decode + resize + writing the tensor file, in one process
-// before the runs). Rounds alternate Petal and onnxruntime. Prints JSON lines, then a table.
+// producer thread while the backbone runs. Then both backbones alone, timed on the tensors that
+// `petal preprocess` made of the same photos, 256 at a time (Petal: `petal bench --inputs`, one
+// process per chunk after an untimed batch; onnxruntime-node: session.run). Leaving out reading
+// and decoding flatters both. Last, onnxruntime-node as a whole extraction: the wall-clock time of
+// a pipeline that decodes the next 256 photos (`petal preprocess`, a process of its own) while
+// onnxruntime runs the current ones, as petal extract overlaps them. Prints JSON lines, then a
+// table.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { backbonePath, benchDir, flowerSample, machine, need, parseArgs, petalCli, readF32, table } from './lib.mjs';
 
@@ -52,24 +56,49 @@ function petalRound() {
   return { images: res.computed, seconds: res.seconds };
 }
 
-async function ortRound() {
-  let seconds = 0, images = 0, decoding = 0;
-  const tensor = path.join(work, 'chunk.f32');
-  for (let c = 0; c < files.length; c += args.chunk) {
-    const chunk = files.slice(c, c + args.chunk);
-    const p0 = performance.now();
-    execFileSync(petalCli, ['preprocess', ...chunk, '-o', tensor, '--size', String(SIZE)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const x = readF32(tensor);
-    decoding += (performance.now() - p0) / 1000;
-    for (let b = 0; b < chunk.length; b += args.batch) {
-      const n = Math.min(args.batch, chunk.length - b);
-      const t0 = performance.now();
-      await session.run({ input: new ort.Tensor('float32', x.subarray(b * PER, (b + n) * PER), [n, SIZE, SIZE, 3]) });
-      seconds += (performance.now() - t0) / 1000;
-      images += n;
-    }
+const chunks = [];
+for (let c = 0; c < files.length; c += args.chunk) chunks.push(files.slice(c, c + args.chunk));
+const tensorFile = (k) => path.join(work, `chunk-${k % 2}.f32`);
+const preprocess = (k) => promisify(execFile)(petalCli, ['preprocess', ...chunks[k], '-o', tensorFile(k), '--size', String(SIZE)]);
+// Runs the chunk's photos in batches; returns the seconds spent in session.run.
+async function runChunk(x, count) {
+  let seconds = 0;
+  for (let b = 0; b < count; b += args.batch) {
+    const n = Math.min(args.batch, count - b);
+    const t0 = performance.now();
+    await session.run({ input: new ort.Tensor('float32', x.subarray(b * PER, (b + n) * PER), [n, SIZE, SIZE, 3]) });
+    seconds += (performance.now() - t0) / 1000;
   }
-  return { images, seconds, decoding };
+  return seconds;
+}
+
+// Both backbones on the same tensors, chunk by chunk; returns seconds per engine.
+async function backbonesRound() {
+  let ortSeconds = 0, petalSeconds = 0;
+  for (let k = 0; k < chunks.length; k++) {
+    await preprocess(k);
+    ortSeconds += await runChunk(readF32(tensorFile(k)), chunks[k].length);
+    const res = JSON.parse(execFileSync(petalCli, ['bench', '--inputs', tensorFile(k), '--threads', String(args.threads),
+      '--batch', String(args.batch), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString());
+    if (res.images !== chunks[k].length) throw new Error(`petal bench --inputs ran ${res.images} of ${chunks[k].length} images`);
+    petalSeconds += res.seconds;
+  }
+  return { ortSeconds, petalSeconds };
+}
+let backbones = null;
+const ortBackboneRound = async () => ({ images: files.length, seconds: (backbones = await backbonesRound()).ortSeconds });
+const petalBackboneRound = async () => ({ images: files.length, seconds: backbones.petalSeconds });
+
+async function ortPipelineRound() {
+  const t0 = performance.now();
+  let next = preprocess(0);
+  for (let k = 0; k < chunks.length; k++) {
+    await next;
+    const x = readF32(tensorFile(k));
+    if (k + 1 < chunks.length) next = preprocess(k + 1);
+    await runChunk(x, chunks[k].length);
+  }
+  return { images: files.length, seconds: (performance.now() - t0) / 1000 };
 }
 
 const info = machine();
@@ -77,16 +106,14 @@ const rows = [];
 for (let r = 0; r < args.rounds; r++) {
   for (const [engine, what, run] of [
     ['petal extract', 'read + hash + decode + resize + backbone + cache write', petalRound],
-    ['onnxruntime-node', 'backbone only, on tensors preprocessed beforehand', ortRound],
+    ['onnxruntime-node', 'session.run only, on tensors preprocessed beforehand', ortBackboneRound],
+    ['petal backbone', 'Backbone::run only, on the same tensors (petal bench --inputs)', petalBackboneRound],
+    ['onnxruntime-node pipeline', `wall clock: petal preprocess of the next ${args.chunk} photos alongside session.run`, ortPipelineRound],
   ]) {
-    const { images, seconds, decoding } = await run();
-    const report = (name, s, desc) => {
-      const ips = images / s;
-      out({ bench: 'native-extract', engine: name, round: r, threads: args.threads, batch: args.batch, images, seconds: s, images_per_s: ips, what: desc, machine: info });
-      rows.push({ engine: name, round: r, threads: args.threads, batch: args.batch, images, seconds: s.toFixed(1), 'images/s': ips.toFixed(2), what: desc });
-    };
-    report(engine, seconds, what);
-    if (decoding !== undefined) report(engine + ' + decoding', seconds + decoding, 'the same, plus petal preprocess of the photos (read + decode + resize + tensor file)');
+    const { images, seconds } = await run();
+    const ips = images / seconds;
+    out({ bench: 'native-extract', engine, round: r, threads: args.threads, batch: args.batch, images, seconds, images_per_s: ips, what, machine: info });
+    rows.push({ engine, round: r, threads: args.threads, batch: args.batch, images, seconds: seconds.toFixed(1), 'images/s': ips.toFixed(2), what });
   }
 }
 fs.rmSync(work, { recursive: true, force: true });

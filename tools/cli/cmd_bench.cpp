@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -274,7 +275,7 @@ void register_bench(CLI::App& app) {
   static int runs = 10, warmup = 2, sample = 64;
   static bool all = false, as_json = false, profile = false, skip_photos = false;
   static std::vector<std::string> variants;
-  static std::string accuracy_dir;
+  static std::string accuracy_dir, inputs_file;
   static int seeds = 5;
   cmd->add_option("-m,--model", model, "model bundle (default: the imported ResNet-50 backbone)");
   cmd->add_option("--threads", threads_s, "thread counts to compare, comma-separated")->capture_default_str();
@@ -291,6 +292,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--int8-accuracy", accuracy_dir,
                   "instead of timing: held-out accuracy of int8 vs fp32 features on a photo folder (class sub-folders; "
                   "recipe petal, Keras 80/20 split)");
+  cmd->add_option("--inputs", inputs_file,
+                  "instead of the latency table: time the backbone over every image of this input tensor file (as "
+                  "petal preprocess writes it), in batches of the first --batch on the first --threads, after one "
+                  "untimed batch; prints images/s")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--seeds", seeds, "training seeds for --int8-accuracy")->capture_default_str()->check(CLI::Range(1, 100));
   cmd->add_option("--variant", variants,
                   "backbone variants to compare, interleaved (repeatable): fp32 (default), int8 (QD8 convolutions), "
@@ -328,6 +334,34 @@ void register_bench(CLI::App& app) {
     const int max_batch = *std::max_element(batch_list.begin(), batch_list.end());
     if (!accuracy_dir.empty()) {
       int8_accuracy(accuracy_dir, bundle, graph, size_t(thread_list[0]), seeds, as_json);
+      return;
+    }
+    if (!inputs_file.empty()) {
+      const auto bytes = read_file(inputs_file);
+      if (bytes.empty() || bytes.size() % (in_size * sizeof(float)) != 0)
+        throw Error("'" + inputs_file + "' is not a whole number of " + std::to_string(graph.input_h) + "x" +
+                    std::to_string(graph.input_w) + "x3 float32 images; write it with petal preprocess --size " +
+                    std::to_string(graph.input_h));
+      const size_t n = bytes.size() / (in_size * sizeof(float)), batch = size_t(batch_list.front());
+      std::vector<float> x(n * in_size), f(batch * size_t(graph.feature_dim));
+      std::memcpy(x.data(), bytes.data(), bytes.size());
+      Backbone net(graph, bundle, size_t(thread_list.front()));
+      net.run(x.data(), std::min(batch, n), f.data());  // warm-up: first touches, caches
+      double ms = 0;
+      for (size_t i = 0; i < n; i += batch) {
+        const size_t b = std::min(batch, n - i);
+        const double t0 = now_ms();
+        net.run(x.data() + i * in_size, b, f.data());
+        ms += now_ms() - t0;
+      }
+      if (as_json)
+        std::printf("%s\n", json({{"bench", "native-inputs"}, {"images", n}, {"threads", thread_list.front()}, {"batch", batch},
+                                  {"seconds", ms / 1000}, {"images_per_s", n / (ms / 1000)}})
+                                .dump()
+                                .c_str());
+      else
+        std::printf("%zu images, %d thread(s), batches of %zu: %.2f s in the backbone, %.2f images/s\n", n,
+                    thread_list.front(), batch, ms / 1000, n / (ms / 1000));
       return;
     }
 
