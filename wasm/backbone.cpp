@@ -206,13 +206,18 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   vals["input"] = Val{define(in_dims, nullptr, kInputId, XNN_VALUE_FLAG_EXTERNAL_INPUT), in_shape, false, Quant{}, 0};
   const float inf = INFINITY;
   recorded_.clear();
-  // Residual adds fused into the convolution before them: for a convolution whose output is used
-  // only by an Add whose other input is already defined, that Add's index; the Add is skipped.
+  // Residual adds fused into the convolution before them: for a convolution whose output (shape
+  // `os`) is used only by an Add whose other input is already defined and of that shape, the Add's
+  // index and that other input, the residual; the Add is then skipped.
   std::map<std::string, std::vector<size_t>> users;
   for (size_t i = 0; i < graph.ops.size(); ++i)
     for (auto& name : graph.ops[i].inputs) users[name].push_back(i);
   std::vector<bool> fused_away(graph.ops.size(), false);
-  auto fusable_add = [&](size_t conv) -> std::optional<size_t> {
+  struct Fusion {
+    size_t add;
+    const Val* residual;
+  };
+  auto fusable_add = [&](size_t conv, const Shape& os) -> std::optional<Fusion> {
     const Op& op = graph.ops[conv];
     if (!options_.fuse_residual || options_.record_ranges || static_int8_ || op.relu) return std::nullopt;
     if (op.name == graph.features || op.name == graph.logits) return std::nullopt;
@@ -222,7 +227,9 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     if (add.name == graph.features || add.name == graph.logits || add.inputs.size() != 2) return std::nullopt;
     const std::string& other = add.inputs[0] == op.name ? add.inputs[1] : add.inputs[0];
     if (other == op.name || !vals.count(other)) return std::nullopt;
-    return u[0];
+    const Val& r = vals.at(other);
+    if (r.shape.h != os.h || r.shape.w != os.w || r.shape.c != os.c) return std::nullopt;
+    return Fusion{u[0], &r};
   };
   for (size_t i = 0; i < graph.ops.size(); ++i) {
     if (fused_away[i]) continue;
@@ -272,23 +279,19 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
             b = static_tensor(op.name + ".bias", {size_t(op.cout)});
             x = dyn ? quantise_dynamic(in.id, is) : in.id;
           }
-          const std::optional<size_t> add = fusable_add(i);
-          const Val* residual = add ? &vals.at(graph.ops[*add].inputs[0] == op.name ? graph.ops[*add].inputs[1]
-                                                                                   : graph.ops[*add].inputs[0])
-                                    : nullptr;
-          const bool fuse = residual && residual->shape.h == os.h && residual->shape.w == os.w && residual->shape.c == os.c;
+          const std::optional<Fusion> fusion = fusable_add(i, os);
           // with the add fused, the convolution's clamp is the add's ReLU, applied after the add
-          const float conv_lo = fuse ? (graph.ops[*add].relu ? 0.f : -inf) : lo;
-          const uint32_t residual_id = fuse ? to_fp32(*residual, XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
+          const float conv_lo = fusion ? (graph.ops[fusion->add].relu ? 0.f : -inf) : lo;
+          const uint32_t residual_id = fusion ? to_fp32(*fusion->residual, XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
           check(xnn_define_convolution_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
                                           1, op.cin, op.cout, conv_lo, inf, x, w, b, out, flags),
                 "define convolution " + op.name);
           out_val = Val{out, os, q_out, qp, row};
-          if (fuse) {
-            check(xnn_petal_convolution_add_residual(sg, residual_id),
-                  "fuse " + graph.ops[*add].name + " into " + op.name);
-            fused_away[*add] = true;
-            vals[graph.ops[*add].name] = Val{out, os, false, Quant{}, int(*add + 1)};
+          if (fusion) {
+            const Op& add = graph.ops[fusion->add];
+            check(xnn_petal_convolution_add_residual(sg, residual_id), "fuse " + add.name + " into " + op.name);
+            fused_away[fusion->add] = true;
+            vals[add.name] = Val{out, os, false, Quant{}, int(fusion->add + 1)};
           }
         } else {
           // int8 max pooling keeps its input's quantisation
