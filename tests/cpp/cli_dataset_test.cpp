@@ -367,3 +367,13 @@ TEST_F(Cli, DownloadOfflineFailsClearly) {
   EXPECT_EQ(u.code, 1);
   EXPECT_NE(u.err.find("unknown download 'imagenet'"), std::string::npos) << u.err;
 }
+
+// The top-level help points to documents that exist, not to a placeholder address.
+TEST_F(Cli, HelpNamesNoPlaceholderUrl) {
+  Result h = petal("--help");
+  ASSERT_EQ(h.code, 0) << h.err;
+  EXPECT_EQ(h.out.find("https://github.com/ "), std::string::npos) << h.out;
+  EXPECT_EQ(h.out.find("https://github.com/)"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("see README.md"), std::string::npos) << h.out;
+  EXPECT_TRUE(fs::exists(source_dir() + "/README.md"));
+}

@@ -7,7 +7,7 @@
 #include "error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"petal: an image classifier on a pretrained ResNet-50 (https://github.com/ — see README)"};
+  CLI::App app{"petal: an image classifier on a pretrained ResNet-50 (see README.md; `petal COMMAND --help` for each command)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "petal 0.1.0 (bundle format 1)");
   petal::cli::register_import(app);
