@@ -81,10 +81,11 @@ class Cli : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(tmp, ec);
   }
-  Result petal(const std::string& args, const std::string& env = "") {
+  // Runs `exe` (the petal built here, or a copy of it) with a private cache and the real backbone.
+  Result petal(const std::string& args, const std::string& env = "", const std::string& exe = PETAL_CLI) {
     Result r;
     const std::string o = tmp + "/stdout", e = tmp + "/stderr";
-    const std::string cmd = "env PETAL_CACHE=" + tmp + "/cache PETAL_BACKBONE=" + backbone_path() + " " + env + " " PETAL_CLI " " +
+    const std::string cmd = "env PETAL_CACHE=" + tmp + "/cache PETAL_BACKBONE=" + backbone_path() + " " + env + " " + exe + " " +
                             args + " > " + o + " 2> " + e;
     const int st = std::system(cmd.c_str());
     r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -366,6 +367,57 @@ TEST_F(Cli, DownloadOfflineFailsClearly) {
   Result u = petal("download imagenet");
   EXPECT_EQ(u.code, 1);
   EXPECT_NE(u.err.find("unknown download 'imagenet'"), std::string::npos) << u.err;
+}
+
+// `petal predict photo.jpg` answers with the flowers model that ships (model/flowers-head.safetensors
+// on the default backbone), as `--model` that file does; `--model BACKBONE` and PETAL_MODEL still
+// choose; a petal that cannot find the shipped head says so in one line and uses ImageNet classes.
+TEST_F(Cli, PredictDefaultsToTheShippedFlowersModel) {
+  const std::string shipped = source_dir() + "/model/flowers-head.safetensors";
+  ASSERT_TRUE(fs::exists(shipped)) << "missing the committed " << shipped;
+  const std::vector<std::string> classes = {"daisy", "dandelion", "roses", "sunflowers", "tulips"};
+  std::string files;
+  std::map<std::string, std::string> truth;
+  for (auto& c : classes)
+    for (auto& p : photos(c, 2, 40)) {
+      files += " " + p;
+      truth[p] = c;
+    }
+  Result d = petal("predict --json" + files, "PETAL_MODEL=");  // an empty PETAL_MODEL counts as unset
+  ASSERT_EQ(d.code, 0) << d.err;
+  EXPECT_EQ(d.err.find("petal:"), std::string::npos) << d.err;
+  json dj = d.j();
+  EXPECT_EQ(dj["classes"], "model") << d.out;
+  ASSERT_EQ(dj["images"].size(), truth.size());
+  size_t right = 0;
+  for (auto& img : dj["images"]) right += img["predictions"][0]["label"] == truth[img["file"].get<std::string>()];
+  EXPECT_GE(right, truth.size() - 1) << "the shipped model (94.5 % on its validation photos) should name these flowers\n" << d.out;
+  Result m = petal("predict --json --model " + shipped + files);
+  ASSERT_EQ(m.code, 0) << m.err;
+  EXPECT_EQ(m.j(), dj);
+
+  Result b = petal("predict --json --model " + backbone_path() + " " + photos("roses", 1, 40)[0]);
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(b.j()["classes"], "imagenet");
+  EXPECT_EQ(b.j()["images"][0]["predictions"].size(), 5u);
+  Result e = petal("predict --json " + photos("roses", 1, 40)[0], "PETAL_MODEL=" + backbone_path());
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(e.j()["classes"], "imagenet");
+
+  // A copy of petal outside the checkout finds no shipped head.
+  fs::create_directories(tmp + "/elsewhere");
+  fs::copy_file(PETAL_CLI, tmp + "/elsewhere/petal");
+  Result c = petal("predict --json " + photos("roses", 1, 40)[0], "PETAL_MODEL=", tmp + "/elsewhere/petal");
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(c.j()["classes"], "imagenet");
+  EXPECT_EQ(c.j()["images"], b.j()["images"]);
+  EXPECT_EQ(c.err.rfind("petal: note: ", 0), 0u) << c.err;
+  EXPECT_NE(c.err.find("ImageNet classes"), std::string::npos) << c.err;
+  EXPECT_EQ(std::count(c.err.begin(), c.err.end(), '\n'), 1) << c.err;
+
+  Result h = petal("predict --help");
+  ASSERT_EQ(h.code, 0) << h.err;
+  EXPECT_NE(h.out.find("model/flowers-head.safetensors"), std::string::npos) << h.out;
 }
 
 // The top-level help points to documents that exist, not to a placeholder address.

@@ -74,19 +74,28 @@ void register_features(CLI::App& app) {
 }
 
 void register_predict(CLI::App& app) {
-  auto* cmd = app.add_subcommand("predict", "Classify photos (with a trained model, or ImageNet classes with the backbone)");
+  auto* cmd = app.add_subcommand("predict", "Classify photos (default: the shipped flowers model; ImageNet classes with --model BACKBONE)");
   static std::vector<std::string> images;
   static std::string model;
   static int top = 0, threads = 0;
   static bool as_json = false, imagenet = false;
   cmd->add_option("images", images, "image files (JPEG, PNG, BMP, GIF)")->required();
-  cmd->add_option("-m,--model", model, "model bundle (default: the imported ResNet-50 backbone → ImageNet classes)");
+  cmd->add_option("-m,--model", model,
+                  "model bundle (default: $PETAL_MODEL, else the shipped flowers model model/flowers-head.safetensors on the "
+                  "default backbone; the ImageNet backbone when neither is found; give the backbone for ImageNet classes)");
   cmd->add_option("-k,--top", top, "how many classes to show (default 1 with a trained head, 5 for ImageNet)");
   cmd->add_flag("--imagenet", imagenet, "show ImageNet classes even when the model has a trained head");
   cmd->add_flag("--json", as_json, "print one JSON document");
   cmd->add_option("--threads", threads, "threads (default: all cores)");
   cmd->callback([] {
-    Engine engine(load_model(model.empty() ? default_backbone_path() : model), size_t(threads));
+    std::string path = model;
+    if (path.empty()) path = default_model_path();
+    if (path.empty()) {
+      path = default_backbone_path();
+      std::fprintf(stderr, "petal: note: the shipped flowers model (model/flowers-head.safetensors) is not beside this petal and "
+                           "PETAL_MODEL is not set; showing ImageNet classes (give --model or set PETAL_MODEL)\n");
+    }
+    Engine engine(load_model(path), size_t(threads));
     const bool use_head = engine.has_head() && !imagenet;
     if (!use_head && engine.graph().num_logits == 0)
       throw Error("this model has neither a trained head nor an ImageNet classifier");

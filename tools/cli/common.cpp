@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "error.h"
@@ -40,6 +41,22 @@ std::string cache_dir() {
 std::string default_backbone_path() {
   if (const char* p = std::getenv("PETAL_BACKBONE"); p && *p) return p;
   return cache_dir() + "/models/resnet50-imagenet.safetensors";
+}
+
+std::string default_model_path() {
+  if (const char* p = std::getenv("PETAL_MODEL"); p && *p) return p;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return "";
+  // build/native/tools/petal → the checkout is three folders up; a copy elsewhere finds none.
+  fs::path dir = exe.parent_path();
+  for (int up = 0; up <= 3 && !dir.empty(); ++up, dir = dir.parent_path()) {
+    const fs::path head = dir / "model" / "flowers-head.safetensors";
+    if (fs::is_regular_file(head, ec)) return head.lexically_normal().string();
+    if (dir == dir.parent_path()) break;
+  }
+  return "";
 }
 
 Bundle load_model(const std::string& path) {

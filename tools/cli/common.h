@@ -28,6 +28,11 @@ void write_file(const std::string& path, const std::string& data);  // atomic (t
 std::string cache_dir();
 // The ImageNet backbone bundle that `petal import` writes by default.
 std::string default_backbone_path();
+// The model `petal predict` uses without --model: $PETAL_MODEL, else the shipped flowers head
+// (model/flowers-head.safetensors of the checkout this petal was built in, looked for from the
+// executable's folder upwards); empty when there is none (then the caller says so and uses the
+// ImageNet backbone).
+std::string default_model_path();
 // Load a model: a full bundle, or a head-only bundle combined with the default backbone.
 Bundle load_model(const std::string& path);
 
