@@ -13,6 +13,7 @@
 
 #include "bundle.h"
 #include "engine.h"
+#include "feature_cache.h"
 #include <stb/stb_image.h>
 
 namespace fs = std::filesystem;
@@ -428,4 +429,48 @@ TEST_F(Cli, HelpNamesNoPlaceholderUrl) {
   EXPECT_EQ(h.out.find("https://github.com/)"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("see README.md"), std::string::npos) << h.out;
   EXPECT_TRUE(fs::exists(source_dir() + "/README.md"));
+}
+
+// The page's bundle (the shipped head on the fp16 backbone, as tools/setup/make-models.sh exports
+// it) has another backbone id than the fp32 backbone the head was trained on; eval knows that fp16
+// storage of the same weights is the same backbone and warns only about real differences.
+TEST_F(Cli, EvalTrustsTheFp16CopyOfItsBackbone) {
+  const std::string shipped = source_dir() + "/model/flowers-head.safetensors";
+  ASSERT_TRUE(fs::exists(shipped)) << "missing the committed " << shipped;
+  const std::string data = make_set("five", {"daisy", "dandelion", "roses", "sunflowers", "tulips"}, 1);
+  const std::string site = tmp + "/petal.safetensors";
+  Result x = petal("export " + shipped + " -o " + site + " --fp16 --no-imagenet");
+  ASSERT_EQ(x.code, 0) << x.err;
+  petal::Bundle sb = petal::load_bundle_file(site);
+  ASSERT_TRUE(sb.metadata.count("backbone_id"));
+  ASSERT_NE(petal::cli::backbone_id(sb), sb.metadata.at("backbone_id")) << "the fp16 copy's id should differ, or this test tests nothing";
+
+  Result e = petal("eval " + site + " " + data + " --subset all --json");
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_EQ(e.err.find("warning"), std::string::npos) << e.err;
+  EXPECT_EQ(e.j()["photos"], 5);
+
+  // Without the default backbone there is nothing to compare the fp16 copy with: say so, once.
+  Result n = petal("eval " + site + " " + data + " --subset all", "PETAL_BACKBONE=" + tmp + "/missing.safetensors");
+  ASSERT_EQ(n.code, 0) << n.err;
+  const std::string w = "petal: warning: this head was trained on backbone ";
+  ASSERT_NE(n.err.find(w), std::string::npos) << n.err;
+  EXPECT_NE(n.err.find("set PETAL_BACKBONE"), std::string::npos) << n.err;
+  EXPECT_EQ(n.err.find(w, n.err.find(w) + 1), std::string::npos) << n.err;
+
+  // A weight changed by more than fp16 rounding is another backbone.
+  std::string changed;
+  for (auto& [name, t] : sb.tensors)
+    if (name.rfind("head.", 0) != 0 && name.rfind("bank.", 0) != 0 && t.stored == petal::DType::F16 && t.shape.size() == 4) {
+      t.data[0] += 0.25f;
+      changed = name;
+      break;
+    }
+  ASSERT_FALSE(changed.empty());
+  petal::save_bundle_file(sb, tmp + "/changed.safetensors", petal::DType::F16);
+  Result c = petal("eval " + tmp + "/changed.safetensors " + data + " --subset all");
+  ASSERT_EQ(c.code, 0) << c.err;
+  ASSERT_NE(c.err.find(w), std::string::npos) << "changed " << changed << "\n" << c.err;
+  EXPECT_NE(c.err.find("its weights differ from the default backbone's"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("by more than fp16 storage"), std::string::npos) << c.err;
 }

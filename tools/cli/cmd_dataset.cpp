@@ -654,8 +654,9 @@ void register_eval(CLI::App& app) {
     }
     const Subset sub = parse_subset(subset);
     FeatureSource src(b, prep, size_t(threads));
-    if (b.metadata.count("backbone_id") && b.meta("backbone_id") != src.model_id())
-      std::fprintf(stderr, "petal: warning: this head was trained on another backbone than the one loaded; its predictions may be wrong\n");
+    if (b.metadata.count("backbone_id"))
+      if (const std::string why = backbone_mismatch(b, src.model_id(), b.meta("backbone_id")); !why.empty())
+        std::fprintf(stderr, "petal: warning: %s\n", why.c_str());
     FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(prep), src.dim());
     ExtractOptions eo;
     FeatureTable t = extract_features(d, subset_indices(d, sub), src, cache, eo);

@@ -22,6 +22,7 @@
 #include "common.h"
 #include "engine.h"
 #include "error.h"
+#include "fp16.h"
 #include "graph.h"
 #include "plot.h"
 
@@ -111,20 +112,30 @@ std::string hex(const Digest& d) {
 }
 
 namespace {
-std::string backbone_id_of(const Bundle& model, const std::map<std::string, const Tensor*>& tensors) {
-  // Only what decides the pooled features: not the input size (part of the preprocessing key),
-  // not the ImageNet classifier after the pool (export --no-imagenet drops it), not head or bank.
-  Sha256 s;
+// The graph up to the pooled features, as JSON: not the input size (part of the preprocessing
+// key), not the ImageNet classifier after the pool (export --no-imagenet drops it). Sets `fc` to
+// the classifier's name ("" when none).
+std::string feature_graph_json(const Bundle& model, std::string& fc) {
   Graph graph = Graph::from_json(model.meta("graph"));
   graph.input_h = graph.input_w = 224;
-  const std::string fc = graph.logits;
+  fc = graph.logits;
   if (!fc.empty()) {
     graph.ops.erase(std::remove_if(graph.ops.begin(), graph.ops.end(), [&](const Op& op) { return op.name == fc; }), graph.ops.end());
     graph.logits.clear();
     graph.num_logits = 0;
   }
-  const std::string g = graph.to_json();
+  return graph.to_json();
+}
+
+// SHA-256 of the feature graph and its weights (not the ImageNet classifier, head or bank). With
+// `fp16`, the weights as fp16 storage would round them (what `petal export --fp16` writes), so a
+// backbone and its fp16 copy hash alike; I32 tensors are hashed as they are.
+std::string backbone_id_of(const Bundle& model, const std::map<std::string, const Tensor*>& tensors, bool fp16 = false) {
+  Sha256 s;
+  std::string fc;
+  const std::string g = feature_graph_json(model, fc);
   s.update(g.data(), g.size() + 1);
+  std::vector<float> rounded;
   for (auto& [name, t] : tensors) {  // std::map: sorted by name
     if (name.rfind("head.", 0) == 0 || name.rfind("bank.", 0) == 0) continue;
     if (!fc.empty() && (name == fc + ".weight" || name == fc + ".bias")) continue;
@@ -133,9 +144,21 @@ std::string backbone_id_of(const Bundle& model, const std::map<std::string, cons
       const uint64_t v = d;
       s.update(&v, 8);
     }
-    s.update(t->data.data(), t->data.size() * sizeof(float));
+    if (fp16 && t->stored != DType::I32) {
+      rounded.resize(t->data.size());
+      for (size_t i = 0; i < rounded.size(); ++i) rounded[i] = half_to_float(float_to_half(t->data[i]));
+      s.update(rounded.data(), rounded.size() * sizeof(float));
+    } else {
+      s.update(t->data.data(), t->data.size() * sizeof(float));
+    }
   }
   return hex(s.finish());
+}
+
+std::string backbone_id_fp16(const Bundle& model) {
+  std::map<std::string, const Tensor*> tensors;
+  for (auto& [name, t] : model.tensors) tensors[name] = &t;
+  return backbone_id_of(model, tensors, true);
 }
 }  // namespace
 
@@ -154,6 +177,29 @@ std::string backbone_id(const Bundle& model, bool int8, bool with_ranges) {
   if (int8) tensors[kInt8Marker] = &marker.tensors.at(kInt8Marker);
   if (!int8 || !with_ranges) tensors.erase(kInt8RangesTensor);
   return backbone_id_of(model, tensors);
+}
+
+std::string backbone_mismatch(const Bundle& model, const std::string& model_id, const std::string& trained_id) {
+  if (model_id == trained_id) return "";
+  // The head records only its backbone's id; the default backbone is the one heads are trained on,
+  // so it tells whether the loaded backbone is that one stored as fp16, or what differs.
+  const std::string path = default_backbone_path();
+  const std::string ids = "this head was trained on backbone " + trained_id.substr(0, 12) + ", the loaded one is " + model_id.substr(0, 12);
+  Bundle ref;
+  try {
+    ref = load_bundle_file(path);
+  } catch (const Error& e) {
+    return ids + " and the default backbone to compare them with cannot be read (" + e.what() +
+           "); set PETAL_BACKBONE to the backbone the head was trained on";
+  }
+  if (backbone_id(ref) != trained_id)
+    return ids + " and the default one (" + path + ") is neither; its predictions may be wrong: set PETAL_BACKBONE to the backbone it was trained on, or retrain it";
+  std::string fc;
+  if (feature_graph_json(ref, fc) != feature_graph_json(model, fc))
+    return ids + ": their layers differ from the default backbone's (" + path + "), which it was trained on; its predictions may be wrong: retrain it on this backbone";
+  if (backbone_id_fp16(ref) == backbone_id_fp16(model)) return "";  // the same weights, one copy stored as fp16
+  return ids + ": its weights differ from the default backbone's (" + path + "), which it was trained on, by more than fp16 storage; "
+               "its predictions may be wrong: retrain it on this backbone";
 }
 
 std::string feature_cache_dir() { return cache_dir() + "/features"; }

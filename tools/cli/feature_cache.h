@@ -52,6 +52,13 @@ std::string backbone_id(const Bundle& model);
 // or without its calibrated ranges (no copy of the weights).
 std::string backbone_id(const Bundle& model, bool int8, bool with_ranges);
 
+// Whether a head trained on the backbone `trained_id` (its metadata "backbone_id") fits the backbone
+// of `model`, whose backbone_id is `model_id`. Empty when it does: the same id, or the same graph
+// with the same weights stored as fp16 (as `petal export --fp16` ships it; checked against the
+// default backbone when that is the one the head was trained on). Otherwise one line saying what
+// differs and what to do.
+std::string backbone_mismatch(const Bundle& model, const std::string& model_id, const std::string& trained_id);
+
 class FeatureCache {
  public:
   // Opens or creates the cache file for this backbone + preprocessing in `dir` (created if needed).
