@@ -1,24 +1,17 @@
 // Model download for the engine worker (a classic script, loaded with importScripts): fetches
 // the model bundle with progress, keeps it in the Cache API, and on later visits uses the kept
-// copy once a cheap HEAD request shows the server still has the same file (or cannot be reached).
+// copy once a conditional GET is answered 304 Not Modified (or the server cannot be reached).
 'use strict';
 
 const MODEL_CACHE = 'petal-model-v1';
 
-// The validators that say whether two responses carry the same file.
+// The validators that say which version of the file a response carries.
 function validators(headers) {
   return {
     etag: headers.get('ETag') || '',
     modified: headers.get('Last-Modified') || '',
     length: headers.get('Content-Length') || '',
   };
-}
-
-function sameFile(a, b) {
-  if (a.etag && b.etag) return a.etag === b.etag;
-  if (a.modified && b.modified && a.modified !== b.modified) return false;
-  if (a.length && b.length) return a.length === b.length;
-  return true;
 }
 
 async function openCache() {
@@ -36,25 +29,39 @@ async function openCache() {
 async function loadModel(url, onProgress) {
   const cache = await openCache();
   const cached = cache ? await cache.match(url).catch(() => undefined) : undefined;
+  let resp = null;
   if (cached) {
-    // read the kept copy while asking the server whether it is still current
+    // Read the kept copy while asking the server whether it is still current: a GET conditional on
+    // the kept copy's ETag / Last-Modified is answered 304 (no body) when it is, and otherwise
+    // brings the new file, downloaded below. (Every answer is read to its end: a HEAD request, or
+    // a download dropped half-way, shows in the console as a failed request, net::ERR_ABORTED.)
     const read = cached.arrayBuffer();
-    let fresh = true;
-    try {
-      const head = await fetch(url, { method: 'HEAD', cache: 'no-store' });
-      if (head.ok) fresh = sameFile(validators(head.headers), validators(cached.headers));
-    } catch {
-      // offline or server gone: the kept copy is all there is
+    const kept = validators(cached.headers);
+    const conditions = {};
+    if (kept.etag) conditions['If-None-Match'] = kept.etag;
+    if (kept.modified) conditions['If-Modified-Since'] = kept.modified;
+    let answer = null;  // (a host that sends neither cannot say whether the file changed: kept copy)
+    if (Object.keys(conditions).length) {
+      try {
+        answer = await fetch(url, { cache: 'no-store', headers: conditions });
+      } catch {
+        // offline or server gone: the kept copy is all there is
+      }
     }
+    // (a server that ignores the conditions sends the file again: then it is the current copy)
+    const changed = answer && answer.ok && answer.status !== 304;
+    if (answer && !answer.ok) await answer.arrayBuffer().catch(() => null);  // an error page: short
     const buf = await read.catch(() => null);
-    if (fresh && buf) return { bytes: new Uint8Array(buf), fromCache: true, keep: async () => '' };
+    if (!changed && buf) return { bytes: new Uint8Array(buf), fromCache: true, keep: async () => '' };
+    if (changed) resp = answer;
   }
 
-  let resp;
-  try {
-    resp = await fetch(url, { cache: 'no-store' });
-  } catch (e) {
-    throw new Error(`could not download the model from ${url}: the server cannot be reached (${e.message})`);
+  if (!resp) {
+    try {
+      resp = await fetch(url, { cache: 'no-store' });
+    } catch (e) {
+      throw new Error(`could not download the model from ${url}: the server cannot be reached (${e.message})`);
+    }
   }
   if (!resp.ok) {
     throw new Error(`could not download the model: the server answered ${resp.status} ${resp.statusText} for ${url}` +

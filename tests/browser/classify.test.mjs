@@ -77,10 +77,12 @@ test('first visit: model downloads with progress, threads engaged, a daisy, a ro
     assert.deepEqual(foreign, [], 'no request leaves the origin');
     assert.ok(requests.some((r) => r.method === 'GET' && r.url.endsWith('/model/petal.safetensors')), 'the model was downloaded');
 
-    // Next visit (the first tab closed): the model comes from the browser's cache (a HEAD
-    // request checks that it is current).
+    // Next visit (the first tab closed): the model comes from the browser's cache (a conditional
+    // GET, answered 304 Not Modified, checks that it is current).
     await page.close();
     const beforeCount = requests.length;
+    const modelAnswers = [];
+    context.on('response', (r) => { if (r.url().endsWith('/model/petal.safetensors')) modelAnswers.push(r.status()); });
     const t0 = Date.now();
     const again = await context.newPage();
     await again.goto(server.url);
@@ -90,7 +92,8 @@ test('first visit: model downloads with progress, threads engaged, a daisy, a ro
     const firstPredictionMs = Date.now() - t0;
     console.log(`  next visit: engine ready ${readyMs} ms, first prediction ${firstPredictionMs} ms after navigation (goal ~2 s); in the worker: ${await again.evaluate(() => document.body.dataset.timings)}`);
     const later = requests.slice(beforeCount).filter((r) => r.url.endsWith('/model/petal.safetensors'));
-    assert.deepEqual(later.map((r) => r.method), ['HEAD'], 'the model is not downloaded again');
+    assert.deepEqual(later.map((r) => r.method), ['GET'], 'one request for the model');
+    assert.deepEqual(modelAnswers, [304], 'the model is not downloaded again');
     assert.match(await again.textContent('#engine-info'), /from this browser/);
     assert.equal((await cardOf(again, path.basename(ROSE))).top, 'roses');
     assert.deepEqual(foreignRequests(requests, server.url), []);
