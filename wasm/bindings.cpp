@@ -13,6 +13,7 @@
 #include "error.h"
 #include "image.h"
 #include "petal_limits.h"
+#include "teach.h"
 
 using emscripten::val;
 using namespace petal;
@@ -144,47 +145,61 @@ class JsEngine {
     });
   }
 
-  // Train a new head. features: Float32Array (n × dim), labels: Int32Array (n), classNames: [..],
-  // options: {epochs, batchSize, learningRate, dropout, weightDecay, seed}, onEpoch(stats) may
-  // return false to stop. Returns the history.
-  val trainHead(val features, val labels, val class_names, val options, val on_epoch) {
+  // Teach the model the user's labelled photos (wasm/teach.h: every rule lives there).
+  // features: Float32Array (n × dim); labels: [class name per row]; options: overrides of
+  // TeachOptions ({seed, epochs, estimateFolds}); onEpoch(stats) may return false to stop;
+  // onProgress(done, total). Returns {classNames, history, estimates, bankRows, userRows, stopped}.
+  val teach(val features, val labels, val options, val on_epoch, val on_progress) {
     return guarded([&] {
       auto f = emscripten::convertJSArrayToNumberVector<float>(features);
-      auto y = emscripten::convertJSArrayToNumberVector<int32_t>(labels);
-      auto names = strings_of(class_names);
-      validate_class_names(names);
+      auto names = strings_of(labels);
       const size_t dim = size_t(featureDim());
-      if (f.size() != y.size() * dim) throw Error("features and labels disagree in count");
-      TrainOptions opt;
+      if (f.size() != names.size() * dim) throw Error("features and labels disagree in count");
+      TeachOptions opt;
       auto num = [&](const char* key, double dflt) {
-        val v = options[key];
+        val v = options.isUndefined() || options.isNull() ? val::undefined() : options[key];
         return v.isUndefined() || v.isNull() ? dflt : v.as<double>();
       };
-      opt.epochs = int(num("epochs", opt.epochs));
-      opt.batch_size = int(num("batchSize", opt.batch_size));
-      opt.learning_rate = float(num("learningRate", opt.learning_rate));
-      opt.dropout = float(num("dropout", opt.dropout));
-      opt.weight_decay = float(num("weightDecay", opt.weight_decay));
-      opt.label_smoothing = float(num("labelSmoothing", opt.label_smoothing));
-      opt.mixup = float(num("mixup", opt.mixup));
       opt.seed = uint64_t(num("seed", double(opt.seed)));
-      const int hidden = int(num("hidden", 512));
-      Head head(int(dim), hidden, int(names.size()), opt.seed);
-      FeatureSet tr{f.data(), y.data(), y.size(), dim};
+      opt.epochs = int(num("epochs", opt.epochs));
+      opt.estimate_folds = int(num("estimateFolds", opt.estimate_folds));
+      const Lesson lesson{f.data(), nullptr, &names, names.size(), dim};
       val history = val::array();
-      auto stats = head.train(tr, nullptr, opt, [&](const EpochStats& s) {
+      auto r = petal::teach(engine_->teach_base(), lesson, opt, [&](const EpochStats& s) {
         val o = val::object();
         o.set("epoch", s.epoch);
+        o.set("epochs", opt.epochs);
         o.set("loss", s.loss);
         o.set("accuracy", s.accuracy);
         o.set("seconds", s.seconds);
         history.call<void>("push", o);
         if (on_epoch.isUndefined() || on_epoch.isNull()) return true;
-        val r = on_epoch(o);
-        return !(r.isFalse());
-      }, {}, engine_->pool());
-      engine_->set_head(std::move(head), std::move(names));
-      return history;
+        return !on_epoch(o).isFalse();
+      }, [&](size_t done, size_t total) {
+        if (!on_progress.isUndefined() && !on_progress.isNull()) on_progress(double(done), double(total));
+      }, engine_->pool());
+      engine_->set_head(std::move(r.head), r.class_names);
+      val estimates = val::array();
+      for (auto& e : r.estimates) {
+        val o = val::object();
+        o.set("name", e.name);
+        o.set("isNew", e.is_new);
+        o.set("photos", e.photos);
+        o.set("tested", e.tested);
+        o.set("recall", e.recall);
+        o.set("confusedWith", e.confused_with);
+        o.set("confusedCount", e.confused_count);
+        o.set("hint", estimate_hint(e));
+        estimates.call<void>("push", o);
+      }
+      val out = val::object();
+      out.set("classNames", classNames());
+      out.set("history", history);
+      out.set("estimates", estimates);
+      out.set("bankRows", double(r.bank_rows));
+      out.set("userRows", double(r.user_rows));
+      out.set("stopped", r.stopped);
+      return out;
     });
   }
 
@@ -197,27 +212,17 @@ class JsEngine {
     });
   }
 
-  // Load the head and class names (and bank, if any) from a bundle (head-only or full).
+  // Load the head and class names (and bank, if any) from a bundle (head-only or full); the
+  // engine checks it fits (Engine::import_head).
   void importHead(val bundle_bytes) {
     guarded([&] {
       auto bytes = bytes_of(bundle_bytes);
-      Bundle b = read_bundle(bytes.data(), bytes.size(), "the imported model");
-      auto it = b.metadata.find("format");
-      if (it == b.metadata.end() || it->second != "petal-bundle") throw Error("the imported file is not a Petal model bundle");
-      Head h = Head::load(b);
-      if (h.in() != featureDim()) throw Error("the imported model's head does not fit this backbone");
-      auto names = parse_class_names(b.meta("class_names"));
-      engine_->set_head(std::move(h), std::move(names));
-      if (b.has("bank.features")) {
-        const Tensor& f = b.get("bank.features");
-        const Tensor& l = b.get("bank.labels");
-        if (f.shape.size() != 2 || f.shape[1] != size_t(featureDim()) || l.numel() != f.shape[0])
-          throw Error("the imported model's feature bank has the wrong shape");
-        engine_->set_bank(f.data, std::vector<int32_t>(l.data.begin(), l.data.end()));
-      }
+      engine_->import_head(read_bundle(bytes.data(), bytes.size(), "the imported model"));
       return 0;
     });
   }
+
+  int bankRows() const { return int(engine_->bank_labels().size()); }
 
   val bankFeatures() const { return typed_copy(engine_->bank_features(), "Float32Array"); }
   val bankLabels() const { return typed_copy(engine_->bank_labels(), "Int32Array"); }
@@ -298,11 +303,12 @@ EMSCRIPTEN_BINDINGS(petal) {
       .function("featuresOfInputs", &JsEngine::featuresOfInputs)
       .function("classify", &JsEngine::classify)
       .function("classifyFeatures", &JsEngine::classifyFeatures)
-      .function("trainHead", &JsEngine::trainHead)
+      .function("teach", &JsEngine::teach)
       .function("exportBundle", &JsEngine::exportBundle)
       .function("importHead", &JsEngine::importHead)
       .function("bankFeatures", &JsEngine::bankFeatures)
-      .function("bankLabels", &JsEngine::bankLabels);
+      .function("bankLabels", &JsEngine::bankLabels)
+      .function("bankRows", &JsEngine::bankRows);
   emscripten::function("probeImage", &probeImage);
   emscripten::function("thumbnailOf", &thumbnailOf);
   emscripten::function("threadsBuild", &threadsBuild);

@@ -70,11 +70,15 @@ Engine::Engine(Bundle&& bundle, size_t threads) {
     if (k != "class_names" && k != "head_shape") backbone_tensors_.metadata[k] = v;
   backbone_ = std::make_unique<Backbone>(g, backbone_tensors_, threads);
   if (bundle.metadata.count("imagenet_labels")) imagenet_labels_ = parse_class_names(bundle.meta("imagenet_labels"));
+  load_head_and_bank(bundle);
+}
+
+void Engine::load_head_and_bank(const Bundle& bundle) {
+  const int dim = feature_dim();
   if (bundle.has("head.dense1.weight")) {
     Head h = Head::load(bundle);
-    if (h.in() != g.feature_dim)
-      throw Error("the model bundle's head expects " + std::to_string(h.in()) + " features but its backbone gives " +
-                  std::to_string(g.feature_dim));
+    if (h.in() != dim)
+      throw Error("the model's head expects " + std::to_string(h.in()) + " features but this backbone gives " + std::to_string(dim));
     auto names = parse_class_names(bundle.meta("class_names"));
     if (int(names.size()) != h.classes())
       throw Error("the model bundle has " + std::to_string(names.size()) + " class names for a head with " +
@@ -84,7 +88,7 @@ Engine::Engine(Bundle&& bundle, size_t threads) {
   if (bundle.has("bank.features")) {
     const Tensor& f = bundle.get("bank.features");
     const Tensor& l = bundle.get("bank.labels");
-    if (f.shape.size() != 2 || f.shape[1] != size_t(g.feature_dim) || l.numel() != f.shape[0])
+    if (f.shape.size() != 2 || f.shape[1] != size_t(dim) || l.numel() != f.shape[0])
       throw Error("the model bundle's feature bank has the wrong shape");
     std::vector<int32_t> labels;
     for (float y : l.data) {  // check before converting: a float out of int range is undefined
@@ -93,6 +97,48 @@ Engine::Engine(Bundle&& bundle, size_t threads) {
     }
     set_bank(f.data, std::move(labels));
   }
+}
+
+void Engine::import_head(const Bundle& b) {
+  auto it = b.metadata.find("format");
+  if (it == b.metadata.end() || it->second != "petal-bundle") throw Error("the file is not a Petal model bundle");
+  if (!b.has("head.dense1.weight")) throw Error("the model bundle has no classifier head; export a trained model (petal train, or the page's Export)");
+  // Features only mean the same when the photos are prepared the same way.
+  const std::string size = std::to_string(input_size()) + "x" + std::to_string(input_size());
+  if (auto s = b.metadata.find("input_size"); s != b.metadata.end() && s->second != size)
+    throw Error("the model was trained on " + s->second + " photos, but this engine runs at " + size +
+                "; train it with --image-size " + std::to_string(input_size()) + " (petal train) to use it here");
+  if (auto p = b.metadata.find("preprocessing"); p != b.metadata.end() && p->second != "caffe")
+    throw Error("the model was trained with '" + p->second + "' preprocessing, but this engine uses caffe; train it with --recipe petal");
+  const std::vector<std::string> old_names = class_names_;
+  std::vector<float> old_bank = bank_features_;
+  std::vector<int32_t> old_labels = bank_labels_;
+  Head old_head = head_;
+  try {
+    load_head_and_bank(b);
+  } catch (...) {  // all or nothing
+    head_ = std::move(old_head);
+    class_names_ = old_names;
+    bank_features_ = std::move(old_bank);
+    bank_labels_ = std::move(old_labels);
+    throw;
+  }
+  if (!b.has("bank.features")) {  // keep the bank's rows of the classes the new head knows too
+    const size_t D = size_t(feature_dim());
+    std::vector<float> f;
+    std::vector<int32_t> l;
+    for (size_t i = 0; i < old_labels.size(); ++i) {
+      auto at = std::find(class_names_.begin(), class_names_.end(), old_names[size_t(old_labels[i])]);
+      if (at == class_names_.end()) continue;
+      f.insert(f.end(), old_bank.begin() + i * D, old_bank.begin() + (i + 1) * D);
+      l.push_back(int32_t(at - class_names_.begin()));
+    }
+    set_bank(std::move(f), std::move(l));
+  }
+}
+
+TeachBase Engine::teach_base() const {
+  return {has_head() ? &head_ : nullptr, &class_names_, bank_features_.data(), bank_labels_.data(), bank_labels_.size()};
 }
 
 std::vector<float> Engine::features_of_inputs(const float* inputs, size_t n, std::vector<float>* logits) {

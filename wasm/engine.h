@@ -9,6 +9,7 @@
 #include "backbone.h"
 #include "bundle.h"
 #include "head.h"
+#include "teach.h"
 
 namespace petal {
 
@@ -60,6 +61,14 @@ class Engine {
   // The current model as a bundle: backbone weights (optional), head, class names, bank.
   Bundle to_bundle(bool with_backbone) const;
 
+  // Take the head, class names and bank of another bundle (head-only or full), after checking it
+  // was made for this backbone: feature size, input size and preprocessing. A bundle without a
+  // bank keeps the current bank's rows of the classes it also has. Throws petal::Error saying why.
+  void import_head(const Bundle& bundle);
+
+  // The model as teach() starts from it (wasm/teach.h): head, class names and bank.
+  TeachBase teach_base() const;
+
  private:
   Bundle backbone_tensors_;  // backbone weights and metadata as loaded
   std::unique_ptr<Backbone> backbone_;
@@ -68,6 +77,7 @@ class Engine {
   std::vector<std::string> class_names_;
   std::vector<float> bank_features_;
   std::vector<int32_t> bank_labels_;
+  void load_head_and_bank(const Bundle& bundle);  // the checks shared by the constructor and import_head
 };
 
 // Head-only bundle helpers (class names validated: non-empty, unique, at most kMaxClassNameBytes).

@@ -123,23 +123,41 @@ void Head::forward(const float* x, size_t n, float* h, float* logits, pthreadpoo
     for (int j = 0; j < hidden_; ++j) h[r * hidden_ + j] = std::max(0.f, h[r * hidden_ + j] + b1_[j]);
   matmul(h, w2_.data(), logits, n, hidden_, classes_, true, pool);
   for (size_t r = 0; r < n; ++r)
-    for (int j = 0; j < classes_; ++j) logits[r * classes_ + j] += b2_[j];
+    for (int j = 0; j < classes_; ++j) logits[r * classes_ + j] = scale_ * (logits[r * classes_ + j] + b2_[j]);
+  if (units_ == 0) return;
+  const size_t D = size_t(in_), U = size_t(units_), C = size_t(classes_);
+  std::vector<float> xn(D), u(U);
+  for (size_t r = 0; r < n; ++r) {
+    residual_input(x + r * D, 1, D, center_.data(), xn.data());
+    for (size_t k = 0; k < U; ++k) {
+      float s = rb_[k];
+      for (size_t j = 0; j < D; ++j) s += rw_[k * D + j] * xn[j];
+      u[k] = s;
+    }
+    for (size_t c = 0; c < C; ++c)
+      for (size_t k = 0; k < U; ++k) logits[r * C + c] += rout_[c * U + k] * u[k];
+  }
 }
 
 std::vector<float> Head::predict(const float* x, size_t n, pthreadpool_t pool) const {
+  auto p = logits(x, n, pool);
+  softmax_rows(p.data(), n, size_t(classes_));
+  return p;
+}
+
+std::vector<float> Head::logits(const float* x, size_t n, pthreadpool_t pool) const {
   if (classes_ == 0) throw Error("no classifier head is loaded");
   std::vector<float> out;
   const size_t chunk = 256;
-  PaddedBuffer xin, h, logits;
+  PaddedBuffer xin, h, z;
   for (size_t b = 0; b < n; b += chunk) {
     const size_t m = std::min(chunk, n - b);
     xin.resize(m * in_);
     std::memcpy(xin.data(), x + b * in_, m * in_ * sizeof(float));
     h.resize(m * hidden_);
-    logits.resize(m * classes_);
-    forward(xin.data(), m, h.data(), logits.data(), pool);
-    softmax_rows(logits.data(), m, classes_);
-    out.insert(out.end(), logits.data(), logits.data() + m * classes_);
+    z.resize(m * classes_);
+    forward(xin.data(), m, h.data(), z.data(), pool);
+    out.insert(out.end(), z.data(), z.data() + m * classes_);
   }
   return out;
 }
@@ -167,6 +185,7 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
                                     const std::function<void(size_t, size_t)>& on_batch, pthreadpool_t pool) {
   if (tr.dim != size_t(in_)) throw Error("training features have " + std::to_string(tr.dim) + " values, the head expects " + std::to_string(in_));
   if (tr.n == 0) throw Error("no training examples");
+  if (units_ > 0) throw Error("this head has taught residual units; teach it (petal teach) or train a new head");
   if (tr.n > limits::kMaxTrainExamples)
     throw Error("too many training examples (" + std::to_string(tr.n) + "); the limit is " + std::to_string(limits::kMaxTrainExamples));
   for (size_t i = 0; i < tr.n; ++i)
@@ -321,6 +340,69 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
   return history;
 }
 
+void Head::add_class(const float* weights, float bias) {
+  if (size_t(classes_) + 1 > limits::kMaxClasses)
+    throw Error("too many classes (" + std::to_string(classes_ + 1) + "); the limit is " + std::to_string(limits::kMaxClasses));
+  w2_.resize(size_t(classes_) * hidden_);  // drop the slack, append the row, restore the slack
+  w2_.insert(w2_.end(), weights, weights + hidden_);
+  w2_.resize(w2_.size() + kSlack, 0.f);
+  b2_.push_back(bias);
+  rout_.resize(rout_.size() + size_t(units_), 0.f);  // the new class takes nothing from existing units
+  ++classes_;
+}
+
+Head Head::without_units_of(const std::vector<bool>& classes) const {
+  Head h = *this;
+  const size_t U = size_t(units_), C = size_t(classes_), D = size_t(in_);
+  std::vector<size_t> keep;
+  for (size_t u = 0; u < U; ++u) {
+    bool feeds = false;
+    for (size_t c = 0; c < C && c < classes.size(); ++c) feeds |= classes[c] && rout_[c * U + u] != 0.f;
+    if (!feeds) keep.push_back(u);
+  }
+  const size_t K = keep.size();
+  h.rw_.clear();
+  h.rb_.clear();
+  h.rout_.assign(C * K, 0.f);
+  for (size_t k = 0; k < K; ++k) {
+    h.rw_.insert(h.rw_.end(), rw_.begin() + keep[k] * D, rw_.begin() + (keep[k] + 1) * D);
+    h.rb_.push_back(rb_[keep[k]]);
+    for (size_t c = 0; c < C; ++c) h.rout_[c * K + k] = rout_[c * U + keep[k]];
+  }
+  h.units_ = int(K);
+  return h;
+}
+
+void Head::residual_input(const float* x, size_t n, size_t dim, const float* center, float* out) {
+  for (size_t r = 0; r < n; ++r) {
+    double len = 0;
+    for (size_t j = 0; j < dim; ++j) {
+      const float v = x[r * dim + j] - center[j];
+      out[r * dim + j] = v;
+      len += double(v) * v;
+    }
+    const float inv = len > 0 ? float(1.0 / std::sqrt(len)) : 0.f;
+    for (size_t j = 0; j < dim; ++j) out[r * dim + j] *= inv;
+  }
+}
+
+void Head::add_residual_units(size_t n, const float* weights, const float* biases, const float* out, const std::vector<float>& center) {
+  if (units_ == 0) {
+    if (center.size() != size_t(in_)) throw Error("residual units need a center of " + std::to_string(in_) + " values");
+    center_ = center;
+  }
+  const size_t U = size_t(units_), C = size_t(classes_);
+  rw_.insert(rw_.end(), weights, weights + n * size_t(in_));
+  rb_.insert(rb_.end(), biases, biases + n);
+  std::vector<float> ro(C * (U + n));
+  for (size_t c = 0; c < C; ++c) {
+    for (size_t u = 0; u < U; ++u) ro[c * (U + n) + u] = rout_[c * U + u];
+    for (size_t u = 0; u < n; ++u) ro[c * (U + n) + U + u] = out[c * n + u];
+  }
+  rout_ = std::move(ro);
+  units_ += int(n);
+}
+
 void Head::save(Bundle& b) const {
   auto put = [&](const std::string& name, std::vector<size_t> shape, const std::vector<float>& d) {
     Tensor t;
@@ -332,6 +414,12 @@ void Head::save(Bundle& b) const {
   put("head.dense1.bias", {size_t(hidden_)}, b1_);
   put("head.dense2.weight", {size_t(classes_), size_t(hidden_)}, w2_);
   put("head.dense2.bias", {size_t(classes_)}, b2_);
+  if (units_ == 0) return;
+  put("head.residual.weight", {size_t(units_), size_t(in_)}, rw_);
+  put("head.residual.bias", {size_t(units_)}, rb_);
+  put("head.residual.out", {size_t(classes_), size_t(units_)}, rout_);
+  put("head.residual.center", {size_t(in_)}, center_);
+  put("head.residual.base_scale", {1}, {scale_});
 }
 
 Head Head::load(const Bundle& b) {
@@ -352,6 +440,19 @@ Head Head::load(const Bundle& b) {
   h.w2_ = w2.data;
   h.w2_.resize(w2.data.size() + kSlack, 0.f);
   h.b2_ = b.get("head.dense2.bias", {size_t(h.classes_)}).data;
+  if (b.has("head.residual.weight")) {
+    const Tensor& rw = b.get("head.residual.weight");
+    if (rw.shape.size() != 2 || rw.shape[1] != size_t(h.in_) || rw.shape[0] == 0 || rw.shape[0] > limits::kMaxClasses * 64)
+      throw Error("the model bundle's residual units have an invalid shape");
+    const size_t U = rw.shape[0];
+    h.units_ = int(U);
+    h.rw_ = rw.data;
+    h.rb_ = b.get("head.residual.bias", {U}).data;
+    h.rout_ = b.get("head.residual.out", {size_t(h.classes_), U}).data;
+    h.center_ = b.get("head.residual.center", {size_t(h.in_)}).data;
+    h.scale_ = b.get("head.residual.base_scale", {1}).data[0];
+    if (!(h.scale_ > 0.f && h.scale_ <= 1.f)) throw Error("the model bundle's residual base_scale must be in (0, 1]");
+  }
   return h;
 }
 

@@ -78,6 +78,8 @@ class Head {
 
   // Softmax probabilities, n × classes.
   std::vector<float> predict(const float* x, size_t n, pthreadpool_t pool = nullptr) const;
+  // The scores before softmax, n × classes.
+  std::vector<float> logits(const float* x, size_t n, pthreadpool_t pool = nullptr) const;
   Evaluation evaluate(const FeatureSet& data, pthreadpool_t pool = nullptr) const;
 
   // Trains in place. `on_epoch` sees each epoch's numbers and returns false to stop early;
@@ -87,8 +89,27 @@ class Head {
                                 const std::function<void(size_t, size_t)>& on_batch = {},
                                 pthreadpool_t pool = nullptr);
 
+  // One more output class with these hidden→class weights (`hidden()` values) and bias.
+  void add_class(const float* weights, float bias);
+  // Residual units (what teaching adds, wasm/teach.h): linear scores of the centred, unit-length
+  // features, u = W·(x − center)/|x − center| + b, added to the classes' scores through `out`
+  // [classes × units], after the network's own scores are multiplied by `base_scale` (< 1 softens
+  // its confidence; its ranking stays). A head without them is the plain two-layer network.
+  int residual_units() const { return units_; }
+  const std::vector<float>& residual_center() const { return center_; }
+  float base_scale() const { return scale_; }
+  void set_base_scale(float s) { scale_ = s; }
+  // The head without the units that feed any class marked in `classes` (to be taught again).
+  Head without_units_of(const std::vector<bool>& classes) const;
+  // Append `n` units (weights n × in, biases n, out classes × n); the first units set the center.
+  void add_residual_units(size_t n, const float* weights, const float* biases, const float* out, const std::vector<float>& center);
+  // The residual units' input: each row centred and scaled to unit length (a zero row stays zero).
+  static void residual_input(const float* x, size_t n, size_t dim, const float* center, float* out);
+
   // Bundle tensors: head.dense1.weight [hidden,in], head.dense1.bias, head.dense2.weight
-  // [classes,hidden], head.dense2.bias.
+  // [classes,hidden], head.dense2.bias; with residual units also head.residual.weight [units,in],
+  // head.residual.bias [units], head.residual.out [classes,units], head.residual.center [in],
+  // head.residual.base_scale [1].
   void save(Bundle& b) const;
   static Head load(const Bundle& b);  // throws petal::Error when absent or inconsistent
 
@@ -96,6 +117,9 @@ class Head {
   void forward(const float* x, size_t n, float* hidden, float* logits, pthreadpool_t pool) const;
   int in_ = 0, hidden_ = 0, classes_ = 0;
   std::vector<float> w1_, b1_, w2_, b2_;  // w1_, w2_ carry trailing zero slack for XNNPACK
+  int units_ = 0;
+  float scale_ = 1.f;
+  std::vector<float> center_, rw_, rb_, rout_;
 };
 
 // log-softmax cross-entropy helpers shared by training and evaluation

@@ -297,8 +297,27 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
     const std::vector<Attr> gemm{a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)};
     add({"Gemm", "head.dense1", {"features", "head.dense1.weight", "head.dense1.bias"}, {"head.dense1"}, gemm});
     add({"Relu", "head.dense1/relu", {"head.dense1"}, {"head.hidden"}, {}});
-    add({"Gemm", "head.dense2", {"head.hidden", "head.dense2.weight", "head.dense2.bias"}, {"head.logits"}, gemm});
-    add({"Softmax", "head.softmax", {"head.logits"}, {"probabilities"}, {a_int("axis", -1)}});
+    std::string logits = "head.logits";
+    add({"Gemm", "head.dense2", {"head.hidden", "head.dense2.weight", "head.dense2.bias"}, {logits}, gemm});
+    if (bundle.has("head.residual.weight")) {  // taught units (wasm/head.h): scale·logits + out·(W·n(x − c) + b)
+      const Tensor& rw = bundle.get("head.residual.weight");
+      if (rw.shape.size() != 2 || rw.shape[1] != size_t(graph.feature_dim) || rw.shape[0] == 0)
+        throw Error("the model bundle's residual units have an invalid shape");
+      const size_t units = rw.shape[0];
+      initializer("head.residual.weight", {int64_t(units), graph.feature_dim}, rw.data);
+      initializer("head.residual.bias", {int64_t(units)}, weight("head.residual.bias", {units}).data);
+      initializer("head.residual.out", {int64_t(classes), int64_t(units)}, weight("head.residual.out", {classes, units}).data);
+      initializer("head.residual.center", {graph.feature_dim}, weight("head.residual.center", {size_t(graph.feature_dim)}).data);
+      initializer("head.residual.base_scale", {1}, weight("head.residual.base_scale", {1}).data);
+      add({"Sub", "head.residual/centre", {"features", "head.residual.center"}, {"head.residual.centred"}, {}});
+      add({"LpNormalization", "head.residual/normalize", {"head.residual.centred"}, {"head.residual.input"}, {a_int("axis", -1), a_int("p", 2)}});
+      add({"Gemm", "head.residual", {"head.residual.input", "head.residual.weight", "head.residual.bias"}, {"head.residual.units"}, gemm});
+      add({"Gemm", "head.residual/out", {"head.residual.units", "head.residual.out"}, {"head.residual.scores"}, {a_int("transB", 1)}});
+      add({"Mul", "head.residual/scale", {logits, "head.residual.base_scale"}, {"head.logits.scaled"}, {}});
+      add({"Add", "head.residual/add", {"head.logits.scaled", "head.residual.scores"}, {"head.logits.taught"}, {}});
+      logits = "head.logits.taught";
+    }
+    add({"Softmax", "head.softmax", {logits}, {"probabilities"}, {a_int("axis", -1)}});
     outputs.push_back({"probabilities", int64_t(classes)});
     if (bundle.metadata.count("class_names")) class_names = bundle.metadata.at("class_names");
   }

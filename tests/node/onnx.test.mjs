@@ -88,7 +88,7 @@ test('onnxruntime-node: features and logits of the golden input tensors equal th
 
 test('full classifier: a head trained in the engine exports with probabilities that equal the engine', async () => {
   const trainFeatures = engine.featuresOfInputs(trainInputs, trainFiles.length);
-  engine.trainHead(trainFeatures, trainLabels, CLASSES, { epochs: 15, batchSize: 8, seed: 7 }, null);
+  engine.teach(trainFeatures, Array.from(trainLabels, (c) => CLASSES[c]), { epochs: 15, seed: 7, estimateFolds: 0 }, null, null);
   const headBundle = path.join(tmp, 'head.safetensors');
   fs.writeFileSync(headBundle, engine.exportBundle(false, false));  // head only: the CLI adds the backbone
   const clsOnnx = path.join(tmp, 'classifier.onnx');
@@ -111,6 +111,21 @@ test('full classifier: a head trained in the engine exports with probabilities t
   const noHead = path.join(tmp, 'no-head.onnx');
   petal(['onnx', headBundle, '--no-head', '-o', noHead]);
   assert.ok(fs.readFileSync(noHead).equals(fs.readFileSync(backboneOnnx)), '--no-head export equals the backbone export');
+  // Taught once more (a new class: residual units on top of the head), the export still equals the engine.
+  const some = trainFeatures.subarray(0, 4 * DIM);
+  engine.teach(some, ['mystery', 'mystery', 'mystery', 'mystery'], { seed: 3, estimateFolds: 0 }, null, null);
+  const taughtBundle = path.join(tmp, 'taught.safetensors');
+  fs.writeFileSync(taughtBundle, engine.exportBundle(false, false));
+  const taughtOnnx = path.join(tmp, 'taught.onnx');
+  petal(['onnx', taughtBundle, '-o', taughtOnnx]);
+  const taught = await ortNode.InferenceSession.create(taughtOnnx);
+  const t = await runOrt(ortNode, taught, checkInputs, checkFiles.length);
+  const C = CLASSES.length + 1;
+  for (const [i, p] of rows(t.probabilities.data, checkFiles.length).entries()) {
+    const want = new Float32Array(C);
+    for (const q of engine.classifyFeatures(petalCheck.subarray(i * DIM, (i + 1) * DIM), C)) want[q.index] = q.probability;
+    assert.ok(maxAbsDiff(p, want) <= 1e-5, `taught: ${checkFiles[i]}: probabilities ${Array.from(p)} vs engine ${Array.from(want)}`);
+  }
 });
 
 test('onnxruntime-web (wasm backend) loads the export and agrees with onnxruntime-node', async () => {
