@@ -49,59 +49,6 @@ std::string stem_of(const std::string& path) {
   return path;
 }
 
-// Index a data set, print Keras's lines and one warning per non-image file.
-Dataset open_dataset(const std::string& dir, double split, uint32_t seed, bool quiet = false) {
-  DatasetOptions o;
-  o.validation_split = split;
-  o.seed = seed;
-  Dataset d = index_directory(dir, o);
-  if (!quiet) {
-    for (auto& s : d.not_images) std::fprintf(stderr, "petal: warning: skipped %s: %s\n", s.path.c_str(), s.reason.c_str());
-    std::fprintf(stderr, "Found %zu files belonging to %zu classes.\n", d.files.size(), d.class_names.size());
-    if (d.num_validation) {
-      std::fprintf(stderr, "Using %zu files for training.\n", d.files.size() - d.num_validation);
-      std::fprintf(stderr, "Using %zu files for validation.\n", d.num_validation);
-    }
-  }
-  return d;
-}
-
-Bundle load_backbone(const std::string& path) {
-  const std::string p = path.empty() ? default_backbone_path() : path;
-  try {
-    return load_model(p);
-  } catch (const Error& e) {
-    if (path.empty())
-      throw Error(std::string(e.what()) + " — the default backbone is made by tools/setup.sh (petal import); or give --model");
-    throw;
-  }
-}
-
-// Seed options are uint32 in numpy; CLI11 reads into int64 so that we can say what is wrong.
-uint32_t checked_seed(int64_t s) {
-  if (s < 0 || s > 0xffffffffll) throw Error("--seed must be between 0 and 4294967295 (numpy's limit)");
-  return uint32_t(s);
-}
-
-// Features a recipe trains on: every training photo in each of the recipe's views, the validation
-// photos as they are (augmented views are for training only; a changed split computes what it lacks).
-// `which` leaves out the other half (Subset::All: both).
-struct SplitFeatures {
-  FeatureTable train, val;
-};
-SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& src, FeatureCache& cache,
-                             Subset which = Subset::All) {
-  SplitFeatures f;
-  if (which != Subset::Validation) {
-    ExtractOptions eo;
-    eo.flips = r.flips;
-    eo.extra_views = r.extra_views;
-    f.train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
-  }
-  if (which != Subset::Training) f.val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{});
-  return f;
-}
-
 json skipped_json(const std::vector<Skipped>& s) {
   json a = json::array();
   for (auto& x : s) a.push_back({{"file", x.path}, {"reason", x.reason}});

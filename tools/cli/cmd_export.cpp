@@ -15,6 +15,7 @@
 #include "error.h"
 #include "feature_cache.h"
 #include "graph.h"
+#include "recipes.h"
 
 namespace petal::cli {
 using nlohmann::json;
@@ -92,19 +93,7 @@ void register_export(CLI::App& app) {
       FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(prep), src.dim());
       ExtractOptions eo;
       FeatureTable t = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
-      const size_t D = t.dim;
-      for (size_t c = 0; c < names.size(); ++c) {
-        std::vector<size_t> rows;
-        for (size_t i = 0; i < t.files.size(); ++i)
-          if (t.labels[i] == int32_t(c)) rows.push_back(i);
-        const auto perm = numpy_shuffle_permutation(rows.size(), uint32_t(bank_seed) + uint32_t(c));
-        const size_t k = std::min(rows.size(), size_t(bank_per_class));
-        for (size_t j = 0; j < k; ++j) {
-          const float* f = &t.features[rows[perm[j]] * D];
-          bank.insert(bank.end(), f, f + D);
-          bank_labels.push_back(int32_t(c));
-        }
-      }
+      choose_bank(t, names.size(), size_t(bank_per_class), uint32_t(bank_seed), bank, bank_labels);
       bank_rows = bank_labels.size();
     }
     Engine engine(b, size_t(threads));

@@ -19,7 +19,9 @@ void register_predict(CLI::App& app);
 void register_dataset_commands(CLI::App& app);  // grid, extract, train, eval, plot, summary
 void register_export(CLI::App& app);
 void register_bench(CLI::App& app);
-void register_onnx(CLI::App& app);  // onnx, preprocess (cmd_onnx.cpp)
+void register_onnx(CLI::App& app);     // onnx, preprocess (cmd_onnx.cpp)
+void register_teach(CLI::App& app);    // cmd_teach.cpp
+void register_fewshot(CLI::App& app);  // cmd_fewshot.cpp
 
 std::vector<uint8_t> read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);  // atomic (tmp + rename)

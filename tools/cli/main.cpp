@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   petal::cli::register_export(app);
   petal::cli::register_bench(app);
   petal::cli::register_onnx(app);
+  petal::cli::register_teach(app);
+  petal::cli::register_fewshot(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "engine.h"
+#include "common.h"
 #include "error.h"
 
 namespace petal::cli {
@@ -58,6 +59,70 @@ std::string views_string(const std::vector<int>& views) {
   std::string s;
   for (int v : views) s += (s.empty() ? "" : ",") + std::string(all_views()[size_t(v)].name);
   return s.empty() ? "none" : s;
+}
+
+// Index a data set, print Keras's lines and one warning per non-image file.
+Dataset open_dataset(const std::string& dir, double split, uint32_t seed, bool quiet) {
+  DatasetOptions o;
+  o.validation_split = split;
+  o.seed = seed;
+  Dataset d = index_directory(dir, o);
+  if (!quiet) {
+    for (auto& s : d.not_images) std::fprintf(stderr, "petal: warning: skipped %s: %s\n", s.path.c_str(), s.reason.c_str());
+    std::fprintf(stderr, "Found %zu files belonging to %zu classes.\n", d.files.size(), d.class_names.size());
+    if (d.num_validation) {
+      std::fprintf(stderr, "Using %zu files for training.\n", d.files.size() - d.num_validation);
+      std::fprintf(stderr, "Using %zu files for validation.\n", d.num_validation);
+    }
+  }
+  return d;
+}
+
+// Seed options are uint32 in numpy; CLI11 reads into int64 so that we can say what is wrong.
+uint32_t checked_seed(int64_t s) {
+  if (s < 0 || s > 0xffffffffll) throw Error("--seed must be between 0 and 4294967295 (numpy's limit)");
+  return uint32_t(s);
+}
+
+SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& src, FeatureCache& cache,
+                             Subset which) {
+  SplitFeatures f;
+  if (which != Subset::Validation) {
+    ExtractOptions eo;
+    eo.flips = r.flips;
+    eo.extra_views = r.extra_views;
+    f.train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
+  }
+  if (which != Subset::Training) f.val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{});
+  return f;
+}
+
+Bundle load_backbone(const std::string& path) {
+  const std::string p = path.empty() ? default_backbone_path() : path;
+  try {
+    return load_model(p);
+  } catch (const Error& e) {
+    if (path.empty())
+      throw Error(std::string(e.what()) + " — the default backbone is made by tools/setup.sh (petal import); or give --model");
+    throw;
+  }
+}
+
+void choose_bank(const FeatureTable& photos, size_t classes, size_t per_class, uint32_t seed, std::vector<float>& features,
+                 std::vector<int32_t>& labels) {
+  const size_t D = photos.dim;
+  for (size_t c = 0; c < classes; ++c) {
+    std::vector<size_t> rows;
+    for (size_t i = 0; i < photos.files.size(); ++i)
+      if (photos.labels[i] == int32_t(c)) rows.push_back(i);
+    const auto perm = numpy_shuffle_permutation(rows.size(), seed + uint32_t(c));
+    const size_t k = std::min(rows.size(), per_class);
+    for (size_t j = 0; j < k; ++j) {
+      const float* f = &photos.features[rows[perm[j]] * D];
+      features.insert(features.end(), f, f + D);
+      labels.push_back(int32_t(c));
+    }
+  }
 }
 
 Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const Head& head,

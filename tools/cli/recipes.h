@@ -29,6 +29,27 @@ std::vector<std::string> recipe_names();
 std::vector<int> parse_views(const std::string& list);
 std::string views_string(const std::vector<int>& views);
 
+// Index a data set, print Keras's lines and one warning per non-image file (unless quiet).
+Dataset open_dataset(const std::string& dir, double split, uint32_t seed, bool quiet = false);
+// Seed options are uint32 in numpy; CLI11 reads them into int64 so that we can say what is wrong.
+uint32_t checked_seed(int64_t s);
+// The backbone bundle at `path`, or the one `petal import` made (tools/setup.sh) when empty.
+Bundle load_backbone(const std::string& path);
+
+// Features a recipe trains on: every training photo in each of the recipe's views, the validation
+// photos as they are (augmented views are for training only; a changed split computes what it lacks).
+// `which` leaves out the other half (Subset::All: both).
+struct SplitFeatures {
+  FeatureTable train, val;
+};
+SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& src, FeatureCache& cache,
+                             Subset which = Subset::All);
+
+// The feature bank a bundle carries for teaching (petal export): for each class, `per_class` of its
+// photos in `photos` (view 0), chosen by numpy's shuffle with seed + class index; appended.
+void choose_bank(const FeatureTable& photos, size_t classes, size_t per_class, uint32_t seed, std::vector<float>& features,
+                 std::vector<int32_t>& labels);
+
 // A head-only bundle in Engine::to_bundle(false)'s layout: the backbone's metadata with
 // backbone=external, the head tensors, class names, plus how it was made ("recipe", "training"
 // JSON, "backbone_id") and the preprocessing it expects.
