@@ -4,14 +4,13 @@
 import { EngineClient } from './engine-client.js';
 import { Store } from './storage.js';
 import { drawChart } from './chart.js';
+import { renderEstimates } from './estimates.js';
 import { createCard, updateCard } from './cards.js';
 import { filesFromDrop } from './drop.js';
 import { ensureIsolation } from './isolation.js';
+import './units.js';  // self.formatMB, self.megabytes (shared with the worker)
 
 const MODEL_URL = 'model/petal.safetensors';
-const MAX_IMAGE_BYTES = 64 << 20;
-const MAX_CLASS_NAME_BYTES = 64;
-const EPOCHS = 20;
 
 const $ = (id) => document.getElementById(id);
 const show = (node, on = true) => { node.hidden = !on; };
@@ -25,6 +24,8 @@ const state = {
   classNames: [],      // classes of the current head
   extraClasses: [],    // classes the user added that the head does not know yet
   queue: [],           // [{photo, file}]
+  byDigest: new Map(), // SHA-256 of a photo's bytes → its photo, to spot a photo added twice
+  repeats: [],         // photos skipped because they were already added: [{name, first, relabelled}]
   submitted: 0,        // files given to the queue since the page opened
   busy: false,
   training: false,
@@ -36,7 +37,9 @@ let engine, store;
 
 // ---- small helpers ---------------------------------------------------------------------
 
-const mb = (n) => (n / 1048576).toFixed(1);
+const { formatMB, megabytes } = self;
+// The engine's limits (M.limits(), wasm/petal_limits.h), known once the engine has started.
+const limits = () => state.info.limits;
 const newId = () => (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`);
 // Creation times that never repeat, so restored examples come back in the order they were added.
 let lastStamp = 0;
@@ -51,16 +54,26 @@ function enginePrecision() {
   try { return localStorage.getItem(PRECISION_KEY) === 'int8' ? 'int8' : 'fp32'; } catch { return 'fp32'; }
 }
 
+// text: a string, or an array of strings and DOM nodes (never HTML).
 function setStatus(id, text, kind) {
   const node = $(id);
-  node.textContent = text;
+  if (Array.isArray(text)) node.replaceChildren(...text);
+  else node.textContent = text;
   if (kind) node.dataset.kind = kind;
-  show(node, !!text);
+  show(node, Array.isArray(text) ? text.length > 0 : !!text);
+}
+
+function element(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
 }
 
 function validateClass(name, allowExisting) {
   if (!name) return 'type a name for the class';
-  if (new TextEncoder().encode(name).length > MAX_CLASS_NAME_BYTES) return `class names can be at most ${MAX_CLASS_NAME_BYTES} bytes long`;
+  const max = limits().maxClassNameBytes;
+  if (new TextEncoder().encode(name).length > max) return `class names can be at most ${max} bytes long`;
   const same = allClasses().find((c) => c.toLowerCase() === name.toLowerCase());
   if (same && !(allowExisting && same === name)) return `there is already a class “${same}”`;
   return '';
@@ -88,13 +101,14 @@ async function startEngine() {
       bar.max = p.total;
       bar.value = p.loaded;
       $('download-text').textContent =
-        `Downloading the model (once): ${mb(p.loaded)} of ${mb(p.total)} MB (${Math.floor((100 * p.loaded) / p.total)}%)`;
+        `Downloading the model (once): ${megabytes(p.loaded)} of ${formatMB(p.total)} (${Math.floor((100 * p.loaded) / p.total)}%)`;
     } else {
       bar.removeAttribute('value');
-      $('download-text').textContent = `Downloading the model (once): ${mb(p.loaded)} MB`;
+      $('download-text').textContent = `Downloading the model (once): ${formatMB(p.loaded)}`;
     }
   });
   engine.on('epoch', onEpoch);
+  engine.on('teach-progress', onTeachProgress);
   engine.on('log', (m) => console.log('[engine]', m.text));
 
   show($('download'));
@@ -103,6 +117,9 @@ async function startEngine() {
   const info = await engine.call('init', { build, threads, int8, modelUrl: MODEL_URL, stopBuffer: state.stop ? state.stop.buffer : null });
   state.info = info;
   document.body.dataset.timings = JSON.stringify(info.timings);
+  // Every limit the page states or checks is the engine's own.
+  $('new-class').maxLength = info.limits.maxClassNameBytes;
+  $('size-limit').textContent = ` · up to ${formatMB(info.limits.maxImageBytes)} each`;
   state.classNames = info.classNames;
   show($('download'), false);
   const how = info.threadsBuild ? `WebAssembly SIMD with ${info.threads} threads` : 'WebAssembly SIMD on one thread';
@@ -141,7 +158,9 @@ function renderSome() {
   const slice = unrendered.splice(0, 60);
   const frag = document.createDocumentFragment();
   for (const photo of slice) {
-    const card = createCard(photo, { onLabel: setLabel, classes: allClasses, validateClass });
+    const card = createCard(photo, {
+      onLabel: setLabel, classes: allClasses, validateClass, maxClassNameBytes: () => limits().maxClassNameBytes,
+    });
     state.cards.set(photo.id, card);
     frag.append(card);
   }
@@ -169,6 +188,10 @@ function refresh(photo) {
 
 function enqueue(files) {
   const label = $('drop-label').value || null;
+  if (!state.busy && !state.queue.length) {
+    state.repeats = [];  // a new batch: the note about repeats is about this one
+    updateRepeatNote();
+  }
   for (const file of files) {
     const photo = addPhoto({ id: newId(), name: file.name || 'photo', state: 'waiting', label: null, pendingLabel: label, createdAt: stamp() });
     state.queue.push({ photo, file });
@@ -186,6 +209,7 @@ function updateQueueStatus() {
   if (left && state.ready) text += ` · looking at ${state.submitted - left + 1} of ${state.submitted}…`;
   else if (left) text += ' · waiting for the model…';
   if (errors) text += ` · ${errors} could not be used`;
+  if (state.repeats.length) text += ` · ${state.repeats.length} skipped (already added)`;
   $('queue-status').textContent = text;
   document.body.dataset.queue = left ? 'busy' : 'idle';
 }
@@ -201,7 +225,8 @@ async function pump() {
     refresh(photo);
     updateQueueStatus();
     try {
-      if (file.size > MAX_IMAGE_BYTES) throw new Error(`this file is too large (${mb(file.size)} MB); photos up to 64 MB are accepted`);
+      const max = limits().maxImageBytes;
+      if (file.size > max) throw new Error(`this file is too large (${formatMB(file.size)}); photos up to ${formatMB(max)} are accepted`);
       if (file.size === 0) throw new Error('this file is empty');
       let buf;
       try {
@@ -209,6 +234,14 @@ async function pump() {
       } catch {
         throw new Error('this file could not be read (was it moved or deleted?)');
       }
+      const digest = await digestOf(buf, file);
+      const first = state.byDigest.get(digest);
+      if (first && first !== photo) {
+        await skipRepeat(photo, first);
+        continue;
+      }
+      state.byDigest.set(digest, photo);
+      photo.digest = digest;
       const r = await engine.call('analyze', { bytes: buf }, [buf]);
       if (r.error) throw new Error(r.error);
       photo.features = r.features;
@@ -226,6 +259,56 @@ async function pump() {
   }
   state.busy = false;
   updateQueueStatus();
+}
+
+// ---- a photo added twice -----------------------------------------------------------------
+
+// What identifies a photo: the SHA-256 of its bytes (the same photo under another name is still a
+// repeat). Where the page is not a secure context there is no crypto.subtle: name, size and date.
+async function digestOf(buf, file) {
+  if (self.crypto && crypto.subtle) {
+    const h = new Uint8Array(await crypto.subtle.digest('SHA-256', buf));
+    return Array.from(h, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+  return `${file.name}|${file.size}|${file.lastModified}`;
+}
+
+// A photo already on the page is not added again: its card goes, and a note says so. When it was
+// dropped with "Label new photos as", the label goes to the photo's first card instead.
+async function skipRepeat(photo, first) {
+  state.photos.splice(state.photos.indexOf(photo), 1);
+  state.byId.delete(photo.id);
+  const waiting = unrendered.indexOf(photo);
+  if (waiting >= 0) unrendered.splice(waiting, 1);
+  state.cards.get(photo.id)?.remove();
+  state.cards.delete(photo.id);
+  let relabelled = '';
+  if (photo.pendingLabel && first.state === 'done' && first.label !== photo.pendingLabel) {
+    await setLabel(first, photo.pendingLabel);
+    if (first.label === photo.pendingLabel) relabelled = first.label;
+  }
+  state.repeats.push({ name: photo.name, first: first.name, relabelled });
+  updateRepeatNote();
+  updateQueueStatus();
+}
+
+function updateRepeatNote() {
+  const r = state.repeats;
+  if (!r.length) return setStatus('repeat-note', '');
+  const relabelled = [...new Set(r.map((x) => x.relabelled).filter(Boolean))];
+  let text;
+  if (r.length === 1) {
+    // (a note capitalises its first letter, so it starts with a word rather than a file name)
+    text = r[0].name === r[0].first
+      ? `Skipped “${r[0].name}”: it was already added.`
+      : `Skipped “${r[0].name}”: it is the same photo as “${r[0].first}”, which was already added.`;
+    if (relabelled.length) text += ` Its card is now labelled “${relabelled[0]}”.`;
+  } else {
+    const names = r.slice(0, 5).map((x) => `“${x.name}”`).join(', ') + (r.length > 5 ? ` and ${r.length - 5} more` : '');
+    text = `Skipped ${r.length} photos that were already added: ${names}.`;
+    if (relabelled.length) text += ` Their cards are now labelled ${relabelled.map((l) => `“${l}”`).join(', ')}.`;
+  }
+  setStatus('repeat-note', text, 'warn');
 }
 
 // Scores every photo that has features with the current head (no backbone run).
@@ -258,7 +341,7 @@ async function setLabel(photo, label) {
   updateTeach();
   if (label) {
     await store.putExample({
-      id: photo.id, name: photo.name, label, features: photo.features.buffer, thumb: photo.thumbBlob, createdAt: photo.createdAt,
+      id: photo.id, name: photo.name, label, features: photo.features.buffer, thumb: photo.thumbBlob, createdAt: photo.createdAt, digest: photo.digest,
     });
   } else {
     await store.deleteExample(photo.id);
@@ -306,11 +389,20 @@ function updateTeach() {
 
 function onEpoch(s) {
   state.history.push(s);
-  const bar = $('train-progress');
-  bar.max = s.epochs;
-  bar.value = s.epoch;
-  $('train-status').textContent = `Epoch ${s.epoch} of ${s.epochs}: loss ${s.loss.toFixed(3)}, accuracy ${(100 * s.accuracy).toFixed(1)}%`;
+  state.epochs = s.epochs;
+  $('train-status').textContent = `Training: epoch ${s.epoch} of ${s.epochs}, loss ${s.loss.toFixed(3)}`;
   drawChart($('chart'), state.history, s.epochs);
+}
+
+// The bar covers the whole of teaching: the model's own training, then the check of how well
+// each class will do (the same teaching repeated with some photos held out).
+function onTeachProgress(p) {
+  const bar = $('train-progress');
+  bar.max = p.total;
+  bar.value = p.done;
+  if (state.history.length && state.history.length === state.epochs) {
+    $('train-status').textContent = 'Checking how well each class will do, on photos held out of training…';
+  }
 }
 
 async function train() {
@@ -321,23 +413,29 @@ async function train() {
   ex.forEach((p, i) => F.set(p.features, i * dim));
   state.training = true;
   state.history = [];
+  state.epochs = 0;
   $('add-class-msg').textContent = '';
+  setStatus('model-status', '');
   document.body.dataset.training = 'running';
   show($('train-box'));
   show($('stop'), !!state.stop);
   $('train-progress').value = 0;
   $('train-status').textContent = 'Training…';
-  drawChart($('chart'), [], EPOCHS);
+  renderEstimates($('estimates'), []);
+  drawChart($('chart'), [], 0);
   updateTeach();
   try {
-    const r = await engine.call('train', { examples: F, labels: ex.map((p) => p.label), options: { epochs: EPOCHS } }, [F.buffer]);
+    const r = await engine.call('train', { examples: F, labels: ex.map((p) => p.label) }, [F.buffer]);
     state.classNames = r.classNames;
     state.extraClasses = state.extraClasses.filter((c) => !r.classNames.includes(c));
+    // Photos dropped from now on are to be classified, not labelled: the user asks for a label again.
+    $('drop-label').value = '';
     await rescoreAll();
-    const last = r.history[r.history.length - 1];
-    $('train-status').textContent = `${r.stopped ? 'Stopped' : 'Done'}: trained on your ${ex.length} photo${ex.length === 1 ? '' : 's'} and ` +
-      `${state.info.bankCount} examples that came with the model in ${r.seconds.toFixed(1)} s` +
-      (last ? ` · training accuracy ${(100 * last.accuracy).toFixed(1)}%` : '') + '. All photos are re-scored.';
+    const photos = `your ${ex.length} photo${ex.length === 1 ? '' : 's'}`;
+    const bank = r.bankRows ? ` and ${r.bankRows} examples of the model’s classes` : '';
+    $('train-status').textContent = `${r.stopped ? 'Stopped' : 'Done'}: taught from ${photos}${bank} in ${r.seconds.toFixed(1)} s. ` +
+      (r.estimates.length ? 'Expected accuracy per class, measured on photos held out of training:' : 'All photos are re-scored.');
+    renderEstimates($('estimates'), r.estimates);
     const head = await engine.call('exportHead');
     await store.saveHead(head.bytes, state.classNames);
     document.body.dataset.training = 'done';
@@ -364,8 +462,13 @@ async function exportModel() {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60000);
-    setStatus('model-status', `Exported ${a.download} (${mb(bytes.byteLength)} MB): the classifier and its class names. ` +
-      'Use it with `petal predict --model FILE photo.jpg`, or Import it here later.', 'ok');
+    // The file name never breaks across lines, and the command is code the user can copy.
+    const command = element('code', 'command');
+    command.append('petal predict --model ', element('span', 'filename', a.download), ' photo.jpg');
+    setStatus('model-status', [
+      'Exported ', element('span', 'filename', a.download), ` (${formatMB(bytes.byteLength)}): the classifier and its class names. Use it with `,
+      command, ', or Import it here later.',
+    ], 'ok');
   } catch (e) {
     setStatus('model-status', `Export failed: ${e.message}`, 'error');
   }
@@ -381,7 +484,8 @@ async function importModel(file) {
     state.extraClasses = state.extraClasses.filter((c) => !r.classNames.includes(c));
     await rescoreAll();
     await store.saveHead(copy, state.classNames);
-    setStatus('model-status', `Imported ${file.name}: ${r.classNames.length} classes (${r.classNames.join(', ')}). All photos are re-scored.`, 'ok');
+    const bank = r.bankRows ? `, with ${r.bankRows} examples of them for teaching` : ', without examples for teaching (new classes may push the old ones aside)';
+    setStatus('model-status', `Imported ${file.name}: ${r.classNames.length} classes (${r.classNames.join(', ')})${bank}. All photos are re-scored.`, 'ok');
   } catch (e) {
     setStatus('model-status', `Could not import ${file.name}: ${e.message}`, 'error');
   }
@@ -421,11 +525,12 @@ async function restore(saved) {
   for (const ex of saved.examples) {
     if (!ex || !ex.features || !ex.label) continue;
     if (!allClasses().includes(ex.label)) state.extraClasses.push(ex.label);
-    addPhoto({
-      id: ex.id, name: ex.name, state: 'done', label: ex.label, createdAt: ex.createdAt,
+    const photo = addPhoto({
+      id: ex.id, name: ex.name, state: 'done', label: ex.label, createdAt: ex.createdAt, digest: ex.digest,
       features: new Float32Array(ex.features), thumbBlob: ex.thumb, thumbUrl: ex.thumb ? URL.createObjectURL(ex.thumb) : '',
       predictions: [],
     });
+    if (ex.digest) state.byDigest.set(ex.digest, photo);
   }
   if (saved.examples.length) {
     await rescoreAll();
@@ -490,7 +595,7 @@ function wire() {
   });
   $('reset-no').addEventListener('click', () => show($('reset-confirm'), false));
   $('reset-yes').addEventListener('click', resetModel);
-  window.addEventListener('resize', () => { if (state.history.length) drawChart($('chart'), state.history, EPOCHS); });
+  window.addEventListener('resize', () => { if (state.history.length) drawChart($('chart'), state.history, state.epochs); });
 }
 
 async function main() {

@@ -16,7 +16,8 @@ function el(tag, cls, text) {
 
 const pct = (p) => (p >= 0.995 ? `${(100 * p).toFixed(0)}%` : p >= 0.001 ? `${(100 * p).toFixed(1)}%` : '<0.1%');
 
-// handlers: {onLabel(photo, label|null), classes() → [names], validateClass(name) → '' or why not}
+// handlers: {onLabel(photo, label|null), classes() → [names], validateClass(name) → '' or why not,
+// maxClassNameBytes() → the engine's limit}
 export function createCard(photo, handlers) {
   const card = el('article', 'card');
   card.dataset.id = photo.id;
@@ -35,7 +36,6 @@ export function createCard(photo, handlers) {
   form.hidden = true;
   const input = el('input');
   input.type = 'text';
-  input.maxLength = 64;
   input.placeholder = 'name of the new class';
   input.setAttribute('aria-label', 'name of the new class');
   const ok = el('button', 'small', 'Add');
@@ -69,6 +69,7 @@ export function createCard(photo, handlers) {
   select.addEventListener('keydown', (e) => { if (e.key === ' ' || e.key === 'Enter') fillOptions(); });
   select.addEventListener('change', () => {
     if (select.value === NEW_CLASS) {
+      input.maxLength = handlers.maxClassNameBytes();  // UTF-16 units ≤ UTF-8 bytes: never cuts a valid name
       form.hidden = false;
       input.focus();
       return;

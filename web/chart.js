@@ -79,5 +79,5 @@ export function drawChart(canvas, history, epochs) {
   ctx.fillStyle = LOSS;
   ctx.fillText(`■ loss${last ? ` ${last.loss.toFixed(3)}` : ''}`, pad.l, 13);
   ctx.fillStyle = ACC;
-  ctx.fillText(`■ accuracy${last ? ` ${(100 * last.accuracy).toFixed(1)}%` : ''}`, pad.l + 100, 13);
+  ctx.fillText(`■ training accuracy${last ? ` ${(100 * last.accuracy).toFixed(1)}%` : ''}`, pad.l + 100, 13);
 }

@@ -89,7 +89,8 @@ export class Store {
     }
   }
 
-  // An example: {id, name, label, features: ArrayBuffer, thumb: Blob, createdAt}.
+  // An example: {id, name, label, features: ArrayBuffer, thumb: Blob, createdAt, digest} (digest:
+  // SHA-256 of the photo's bytes, so the same photo dropped on a later visit is seen as a repeat).
   async putExample(ex) {
     this.memory.examples.set(ex.id, ex);
     if (!this.db) return;

@@ -3,19 +3,17 @@
 //
 // Protocol: the page posts {id, type, ...args}; the worker answers {id, ok: true, result} or
 // {id, ok: false, error} in order, one request at a time. While working it may post events
-// {event: 'download' | 'epoch' | 'log', ...} that carry no id.
+// {event: 'download' | 'epoch' | 'teach-progress' | 'log', ...} that carry no id.
 'use strict';
 
-importScripts('model-fetch.js');
+importScripts('model-fetch.js', 'units.js');
 
 const THUMB_SIDE = 224;          // longest side of card thumbnails, in pixels
 const TOP_K = 3;                 // classes shown per photo
-const MAX_IMAGE_BYTES = 64 << 20; // the engine's kMaxImageBytes
 
 let M = null;          // the Emscripten module
 let engine = null;     // M.Engine
 let shippedHead = null; // head-only bundle of the model as shipped, for Reset
-let bankNames = [];    // class names that the feature bank's labels index
 let stopFlag = null;   // Int32Array over a SharedArrayBuffer: 1 = stop training (threads build only)
 
 const post = (msg, transfer = []) => self.postMessage(msg, transfer);
@@ -62,7 +60,6 @@ async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
   model.bytes = null;
   if (!engine.hasHead()) throw new Error('the model has no classifier head; the page needs a trained Petal model (web/model/petal.safetensors)');
   shippedHead = engine.exportBundle(false, false);
-  bankNames = engine.classNames();
   if (stopBuffer) stopFlag = new Int32Array(stopBuffer);
   return {
     build,
@@ -71,7 +68,8 @@ async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
     threadsBuild: M.threadsBuild(),
     classNames: engine.classNames(),
     featureDim: engine.featureDim(),
-    bankCount: engine.bankLabels().length,
+    bankCount: engine.bankRows(),
+    limits: M.limits(),  // wasm/petal_limits.h: the page states and checks these, never its own copies
     fromCache: model.fromCache,
     cacheNote,
     seconds: (performance.now() - started) / 1000,
@@ -105,8 +103,9 @@ async function makeThumbnail(u8) {
 async function analyze({ bytes }) {
   const u8 = new Uint8Array(bytes);
   if (u8.byteLength === 0) return { error: 'this file is empty' };
-  if (u8.byteLength > MAX_IMAGE_BYTES) {
-    return { error: `this file is too large (${(u8.byteLength / 1048576).toFixed(0)} MB); photos up to 64 MB are accepted` };
+  const max = M.limits().maxImageBytes;
+  if (u8.byteLength > max) {
+    return { error: `this file is too large (${self.formatMB(u8.byteLength)}); photos up to ${self.formatMB(max)} are accepted` };
   }
   let info, r;
   try {
@@ -130,57 +129,22 @@ function classify({ features, n }) {
   return { result: out };
 }
 
-// Train a new head on the user's examples plus the shipped feature bank. examples: Float32Array
-// (n × dim); labels: class names, one per row. The class list keeps the bank's classes first, in
-// their order, so the bank's labels keep their meaning, then the user's new classes.
-function train({ examples, labels, options }) {
-  const dim = engine.featureDim();
-  const n = labels.length;
-  const classNames = [...bankNames];
-  for (const l of labels) if (!classNames.includes(l)) classNames.push(l);
-  const bankF = engine.bankFeatures();
-  const bankL = engine.bankLabels();
-  const bankCount = new Map();
-  for (const l of bankL) bankCount.set(l, (bankCount.get(l) || 0) + 1);
-  const perClass = [...bankCount.values()].sort((a, b) => a - b);
-  const typical = perClass.length ? perClass[perClass.length >> 1] : 0;
-
-  // A few examples of a class would be drowned by the bank's many: repeat them (up to 4×) so each
-  // of the user's classes weighs about as much as a bank class.
-  const userCount = new Map();
-  for (const l of labels) userCount.set(l, (userCount.get(l) || 0) + 1);
-  const repeat = (l) => Math.max(1, Math.min(4, Math.ceil(typical / userCount.get(l))));
-  let rows = bankL.length;
-  for (const l of labels) rows += repeat(l);
-  const F = new Float32Array(rows * dim);
-  const Y = new Int32Array(rows);
-  F.set(bankF);
-  for (let i = 0; i < bankL.length; i++) Y[i] = classNames.indexOf(bankNames[bankL[i]]);
-  let k = bankL.length;
-  for (let i = 0; i < n; i++) {
-    const y = classNames.indexOf(labels[i]);
-    const row = examples.subarray(i * dim, (i + 1) * dim);
-    for (let r = repeat(labels[i]); r > 0; r--, k++) {
-      F.set(row, k * dim);
-      Y[k] = y;
-    }
-  }
-  const opts = { epochs: 20, batchSize: 32, learningRate: 1e-3, seed: 7, ...options };
+// Teach the engine the user's labelled photos: examples is a Float32Array (n × dim), labels one
+// class name per row. Every rule of teaching lives in the engine (wasm/teach.h); this only passes
+// the data and reports progress.
+function train({ examples, labels }) {
   if (stopFlag) Atomics.store(stopFlag, 0, 0);
   const started = performance.now();
-  const history = engine.trainHead(F, Y, classNames, opts, (s) => {
-    post({ event: 'epoch', epoch: s.epoch, epochs: opts.epochs, loss: s.loss, accuracy: s.accuracy });
+  let shown = -1;
+  const r = engine.teach(examples, labels, {}, (s) => {
+    post({ event: 'epoch', ...s });
     return !(stopFlag && Atomics.load(stopFlag, 0) === 1);
+  }, (done, total) => {
+    const pct = Math.floor((100 * done) / total);
+    if (pct !== shown) post({ event: 'teach-progress', done, total });
+    shown = pct;
   });
-  return {
-    result: {
-      classNames: engine.classNames(),
-      history: Array.from({ length: history.length }, (_, i) => ({ ...history[i] })),
-      rows,
-      stopped: history.length < opts.epochs,
-      seconds: (performance.now() - started) / 1000,
-    },
-  };
+  return { result: { ...r, seconds: (performance.now() - started) / 1000 } };
 }
 
 function exportHead() {
@@ -188,22 +152,16 @@ function exportHead() {
   return { result: { bytes: bytes.buffer }, transfer: [bytes.buffer] };
 }
 
-// Load a head bundle (exported by this page or by `petal export`, or kept in IndexedDB).
+// Load a head bundle (exported by this page or by `petal export`, or kept in IndexedDB); the
+// engine checks that it fits.
 function importHead({ bytes }) {
-  const before = engine.bankLabels();
-  const beforeDim = engine.bankFeatures().length;
   engine.importHead(new Uint8Array(bytes));
-  const after = engine.bankLabels();
-  // A bundle that brings its own bank labels it by its own class names.
-  const sameBank = after.length === before.length && engine.bankFeatures().length === beforeDim && after.every((v, i) => v === before[i]);
-  if (!sameBank) bankNames = engine.classNames();
-  return { result: { classNames: engine.classNames() } };
+  return { result: { classNames: engine.classNames(), bankRows: engine.bankRows() } };
 }
 
 function reset() {
   engine.importHead(shippedHead);
-  bankNames = engine.classNames();
-  return { result: { classNames: engine.classNames() } };
+  return { result: { classNames: engine.classNames(), bankRows: engine.bankRows() } };
 }
 
 // Memory the engine holds (for benchmarks: it should stay flat while photos stream through).

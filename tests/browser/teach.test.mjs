@@ -89,8 +89,11 @@ test('a new class from 8 photos: trained in the page, used at once, kept across 
     const status = await page.textContent('#train-status');
     assert.equal(await page.evaluate(() => document.body.dataset.training), 'done', status);
     console.log(`  ${status}`);
-    assert.match(status, /trained on your 8 photos and \d+ examples that came with the model/);
-    assert.equal(await page.evaluate(() => document.getElementById('train-progress').value), 20, 'progress reached the last epoch');
+    assert.match(status, /taught from your 8 photos and \d+ examples of the model.s classes/);
+    assert.match(status, /Expected accuracy per class, measured on photos held out of training/);
+    assert.ok(await page.locator('#estimates li').count() >= 6, 'an estimate per class');
+    assert.ok(await page.evaluate(() => { const b = document.getElementById('train-progress'); return b.value === b.max; }), 'progress reached its end');
+    assert.equal(await page.inputValue('#drop-label'), '', 'photos dropped after training are classified, not labelled');
     const inked = await page.evaluate(() => {
       const c = document.getElementById('chart');
       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -220,7 +223,7 @@ test('when browser storage is full the page says so and keeps working in memory'
     await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.training), null, { timeout: 180000 });
     assert.equal(await page.evaluate(() => document.body.dataset.training), 'done', await page.textContent('#train-status'));
     assert.match(await page.textContent('#train-status'), /^Stopped/);
-    assert.ok(await page.evaluate(() => document.getElementById('train-progress').value) < 20);
+    assert.ok(await page.evaluate(() => { const b = document.getElementById('train-progress'); return b.value < b.max; }));
     assert.equal((await cards(page))[0].top, 'daisy');
     await screenshot(page, 'storage-full');
   } finally {
