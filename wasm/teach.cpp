@@ -27,6 +27,7 @@ struct Rows {
   std::vector<float> x;
   std::vector<int32_t> y;
   size_t bank = 0, user = 0;
+  std::map<int32_t, size_t> photos;  // the user's photos per class (before repeats)
 };
 
 // Which rows a training run may use (the estimate leaves one fold out).
@@ -72,6 +73,7 @@ Rows training_rows(const TeachBase& base, const Lesson& lesson, const std::vecto
   for (size_t i = 0; i < lesson.n; ++i) {
     if (!use.user[i]) continue;
     const size_t k = repeats(user_label[i]);
+    r.photos[user_label[i]]++;
     for (size_t v = 0; v < k; ++v) {
       const bool mirror = lesson.mirrored && v % 2 == 1;
       push((mirror ? lesson.mirrored : lesson.features) + i * D, user_label[i]);
@@ -137,7 +139,26 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
   // With a new class, the model's scores are softened first: trained on its bank, it is surer of
   // itself there than on new photos, and a new class would otherwise lose to it too often.
   const bool any_new = std::any_of(taught.begin(), taught.end(), [&](size_t c) { return !in_bank[c]; });
-  if (any_new) h.set_base_scale(1.f / opt.temperature);
+  // Row weights: a new class with more photos than a bank class has rows weighs as much as one,
+  // not more (200 photos against 50 rows would take the old classes' photos).
+  std::map<size_t, size_t> bank_n, user_n;
+  for (size_t i = 0; i < N; ++i) (i < rows.bank ? bank_n : user_n)[size_t(rows.y[i])]++;
+  std::vector<size_t> sizes;
+  for (auto& [c, n] : bank_n) sizes.push_back(n);
+  std::sort(sizes.begin(), sizes.end());
+  const size_t typical = sizes.empty() ? 0 : sizes[sizes.size() / 2];
+  std::vector<float> weight(N, 1.f);
+  size_t k_new = 0;  // the fewest photos of a new class
+  for (auto& [c, n] : rows.photos)
+    if (!in_bank[size_t(c)]) k_new = k_new ? std::min(k_new, n) : n;
+  for (size_t i = rows.bank; i < N; ++i) {
+    const size_t c = size_t(rows.y[i]);
+    if (!in_bank[c] && typical && user_n[c] > typical) weight[i] = float(typical) / float(user_n[c]);
+  }
+  double weight_sum = 0;
+  for (float v : weight) weight_sum += v;
+  // The softening shrinks as the new class gets more photos (÷ 3 at 10 rows, none from ~90).
+  if (any_new) h.set_base_scale(1.f / std::max(1.f, opt.temperature * std::sqrt(10.f / float(std::max<size_t>(k_new, 1)))));
   const auto base = h.logits(rows.x.data(), N, pool);  // the model's scores, N × C0
   w.resize(U * D);
   std::fill(w.v.begin(), w.v.end(), 0.f);
@@ -160,10 +181,11 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
         for (size_t c = 0; c < C; ++c) z[c] = c < C0 ? base[i * C0 + c] : 0.f;
         for (size_t u = 0; u < U; ++u) z[taught[u]] += score.data()[i * U + u] + b[u];
         const size_t y = size_t(rows.y[i]);
-        correct += size_t(std::max_element(z.begin(), z.end()) - z.begin()) == y;
+        correct += weight[i] * (size_t(std::max_element(z.begin(), z.end()) - z.begin()) == y);
         softmax_rows(z.data(), 1, C);
-        loss -= std::log(std::max(z[y], 1e-12f));
-        for (size_t u = 0; u < U; ++u) g.data()[u * N + i] = (z[taught[u]] - (taught[u] == y ? 1.f : 0.f)) / float(N);
+        loss -= weight[i] * std::log(std::max(z[y], 1e-12f));
+        const float wi = float(weight[i] / weight_sum);
+        for (size_t u = 0; u < U; ++u) g.data()[u * N + i] = (z[taught[u]] - (taught[u] == y ? 1.f : 0.f)) * wi;
       }
       matmul(g.data(), x.data(), gw.data(), U, N, D, false, pool);
       const float lr_t = opt.learning_rate * std::sqrt(1.f - std::pow(beta2, float(step + 1))) / (1.f - std::pow(beta1, float(step + 1)));
@@ -185,8 +207,8 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
     }
     EpochStats st;
     st.epoch = epoch;
-    st.loss = loss / double(N);
-    st.accuracy = correct / double(N);
+    st.loss = loss / weight_sum;
+    st.accuracy = correct / weight_sum;
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.push_back(st);
     if (on_epoch && !on_epoch(st)) stopped = true;
