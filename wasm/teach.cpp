@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <map>
 
 #include "engine.h"
@@ -27,7 +26,8 @@ struct Rows {
   std::vector<float> x;
   std::vector<int32_t> y;
   size_t bank = 0, user = 0;
-  std::map<int32_t, size_t> photos;  // the user's photos per class (before repeats)
+  size_t typical = 0;                     // the median count of a bank class's rows (0: no bank)
+  std::map<int32_t, size_t> photos, user_rows;  // per class: the user's photos, and their rows (repeats)
 };
 
 // Which rows a training run may use (the estimate leaves one fold out).
@@ -48,19 +48,19 @@ Rows training_rows(const TeachBase& base, const Lesson& lesson, const std::vecto
     user_label[i] = int32_t(std::find(names.begin(), names.end(), (*lesson.labels)[i]) - names.begin());
     if (use.user[i]) user_count[user_label[i]]++;
   }
+  Rows r;
   std::vector<size_t> counts;
   for (auto& [c, n] : bank_count) counts.push_back(n);
   std::sort(counts.begin(), counts.end());
-  const size_t typical = counts.empty() ? 1 : counts[counts.size() / 2];
+  r.typical = counts.empty() ? 0 : counts[counts.size() / 2];
   // A class the bank already has is not repeated: its few photos (often the model's mistakes)
   // should nudge it, not outweigh what the bank shows of it.
   auto repeats = [&](int32_t c) {
     if (bank_count.count(c)) return size_t(1);
     const size_t n = user_count[c];
-    const size_t want = (typical + n - 1) / n;
+    const size_t want = (std::max<size_t>(r.typical, 1) + n - 1) / n;
     return std::max<size_t>(lesson.mirrored ? 2 : 1, std::min<size_t>(size_t(opt.max_repeat), want));
   };
-  Rows r;
   auto push = [&](const float* x, int32_t y) {
     r.x.insert(r.x.end(), x, x + D);
     r.y.push_back(y);
@@ -74,6 +74,7 @@ Rows training_rows(const TeachBase& base, const Lesson& lesson, const std::vecto
     if (!use.user[i]) continue;
     const size_t k = repeats(user_label[i]);
     r.photos[user_label[i]]++;
+    r.user_rows[user_label[i]] += k;
     for (size_t v = 0; v < k; ++v) {
       const bool mirror = lesson.mirrored && v % 2 == 1;
       push((mirror ? lesson.mirrored : lesson.features) + i * D, user_label[i]);
@@ -110,12 +111,12 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
                    const std::function<bool(const EpochStats&)>& on_epoch, const std::function<void(size_t, size_t)>& on_step,
                    std::vector<EpochStats>& history, bool& stopped, pthreadpool_t pool) {
   const size_t N = rows.y.size(), C0 = size_t(h0.classes());
-  // The classes taught: those among the user's rows (after the bank's).
-  std::vector<int> unit_of(C, -1);
+  // The classes taught: those among the user's rows (after the bank's), in order of appearance.
+  std::vector<bool> is_taught(C, false);
   std::vector<size_t> taught;
   for (size_t i = rows.bank; i < N; ++i)
-    if (unit_of[size_t(rows.y[i])] < 0) {
-      unit_of[size_t(rows.y[i])] = int(taught.size());
+    if (!is_taught[size_t(rows.y[i])]) {
+      is_taught[size_t(rows.y[i])] = true;
       taught.push_back(size_t(rows.y[i]));
     }
   const size_t U = taught.size();
@@ -131,9 +132,8 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
   x.resize(N * D);
   Head::residual_input(rows.x.data(), N, D, center.data(), x.data());
   // A class is new to the bank when the bank has no rows of it (a class taught before, too).
-  std::vector<bool> in_bank(C, false), is_taught(C, false);
+  std::vector<bool> in_bank(C, false);
   for (size_t i = 0; i < rows.bank; ++i) in_bank[size_t(rows.y[i])] = true;
-  for (size_t c : taught) is_taught[c] = true;
   // The units of the classes taught now replace any they had: their photos are all here again.
   Head h = h0.without_units_of(is_taught);
   // With a new class, the model's scores are softened first: trained on its bank, it is surer of
@@ -141,23 +141,18 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
   const bool any_new = std::any_of(taught.begin(), taught.end(), [&](size_t c) { return !in_bank[c]; });
   // Row weights: a new class with more photos than a bank class has rows weighs as much as one,
   // not more (200 photos against 50 rows would take the old classes' photos).
-  std::map<size_t, size_t> bank_n, user_n;
-  for (size_t i = 0; i < N; ++i) (i < rows.bank ? bank_n : user_n)[size_t(rows.y[i])]++;
-  std::vector<size_t> sizes;
-  for (auto& [c, n] : bank_n) sizes.push_back(n);
-  std::sort(sizes.begin(), sizes.end());
-  const size_t typical = sizes.empty() ? 0 : sizes[sizes.size() / 2];
   std::vector<float> weight(N, 1.f);
   size_t k_new = 0;  // the fewest photos of a new class
   for (auto& [c, n] : rows.photos)
     if (!in_bank[size_t(c)]) k_new = k_new ? std::min(k_new, n) : n;
   for (size_t i = rows.bank; i < N; ++i) {
-    const size_t c = size_t(rows.y[i]);
-    if (!in_bank[c] && typical && user_n[c] > typical) weight[i] = float(typical) / float(user_n[c]);
+    const int32_t c = rows.y[i];
+    const size_t n = rows.user_rows.at(c);
+    if (!in_bank[size_t(c)] && rows.typical && n > rows.typical) weight[i] = float(rows.typical) / float(n);
   }
   double weight_sum = 0;
   for (float v : weight) weight_sum += v;
-  // The softening shrinks as the new class gets more photos (÷ 3 at 10 rows, none from ~90).
+  // The softening shrinks as the new class gets more photos (÷ 3 at 10 photos, none from 90).
   if (any_new) h.set_base_scale(1.f / std::max(1.f, opt.temperature * std::sqrt(10.f / float(std::max<size_t>(k_new, 1)))));
   const auto base = h.logits(rows.x.data(), N, pool);  // the model's scores, N × C0
   w.resize(U * D);
