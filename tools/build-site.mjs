@@ -3,8 +3,11 @@
 //   node tools/build-site.mjs [--out DIR]
 //
 // Copies web/'s page files (html, js, css, icon), the engine (web/engine) and the model
-// (web/model/*.safetensors), and turns the service worker on in dist/index.html: on a host that
-// cannot send COOP/COEP headers, web/sw.js adds them so the page still gets threads.
+// (web/model/*.safetensors), and turns the service worker's headers on in dist/index.html: on a
+// host that cannot send COOP/COEP headers, web/sw.js adds them so the page still gets threads.
+// dist/sw.js gets a version made from the page's and the engine's files, so a new deployment
+// replaces the files the browser keeps for offline use.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,11 +55,23 @@ for (const f of pageFiles) copy(f);
 for (const f of engineFiles) copy(path.join('engine', f));
 for (const f of modelFiles) copy(path.join('model', f));
 
-// Turn the service worker on for the static site (the dev server sends the headers itself).
+// Have the service worker add the COOP/COEP headers on the static site (the dev server sends them).
 const indexPath = path.join(out, 'index.html');
 const html = fs.readFileSync(indexPath, 'utf8');
 if (!html.includes('<html lang="en">')) fail('web/index.html does not start with <html lang="en"> as expected');
 fs.writeFileSync(indexPath, html.replace('<html lang="en">', '<html lang="en" data-service-worker="on">'));
+
+// Version the service worker's cache by the content of what it keeps (the page and the engine; the
+// model is kept and checked apart, by model-fetch.js).
+const hash = crypto.createHash('sha256');
+for (const rel of [...pageFiles.filter((f) => f !== 'sw.js'), ...engineFiles.map((f) => path.join('engine', f))].sort()) {
+  hash.update(rel).update('\0').update(fs.readFileSync(path.join(out, rel)));
+}
+const version = hash.digest('hex').slice(0, 16);
+const swPath = path.join(out, 'sw.js');
+const sw = fs.readFileSync(swPath, 'utf8');
+if (!sw.includes("const VERSION = 'dev';")) fail("web/sw.js has no line const VERSION = 'dev'; to stamp the version on");
+fs.writeFileSync(swPath, sw.replace("const VERSION = 'dev';", `const VERSION = '${version}';`));
 
 const n = pageFiles.length + engineFiles.length + modelFiles.length;
 console.log(`built ${path.relative(process.cwd(), out) || '.'}/: ${n} files, ${(bytes / 1048576).toFixed(1)} MB. ` +

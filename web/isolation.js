@@ -1,20 +1,22 @@
-// Static hosting without header control: the built site (dist/, see tools/build-site.mjs) marks
-// <html data-service-worker="on">, and then sw.js re-serves this site's own responses with the
-// COOP/COEP headers that make the page cross-origin isolated (threads). The first visit is
-// not yet controlled by the service worker, so the page reloads once when it takes control.
+// Registers the service worker (web/sw.js), which keeps the page's files for offline use in every
+// copy of the page. On static hosts without header control, the built site (dist/, see
+// tools/build-site.mjs) marks <html data-service-worker="on">; then it is registered as
+// sw.js?isolation=add and re-serves this site's own responses with the COOP/COEP headers that
+// make the page cross-origin isolated (threads). That first visit is not yet controlled by the
+// service worker, so the page reloads once when it takes control.
 // Resolves to false when the page is about to reload.
 
 const RELOADED = 'petal-sw-reloaded';
 
 export async function ensureIsolation() {
-  if (document.documentElement.dataset.serviceWorker !== 'on' || !('serviceWorker' in navigator)) return true;
-  let reg;
-  try {
-    reg = await navigator.serviceWorker.register('sw.js');
-  } catch (e) {
-    console.warn('the service worker could not be registered:', e);
-    return true;
-  }
+  if (!('serviceWorker' in navigator)) return true;
+  const addHeaders = document.documentElement.dataset.serviceWorker === 'on';
+  const registered = navigator.serviceWorker.register(addHeaders ? 'sw.js?isolation=add' : 'sw.js').catch((e) => {
+    console.warn('the service worker could not be registered, so the page will not work offline:', e);
+    return null;
+  });
+  // The dev server sends the headers itself: nothing to wait for.
+  if (!addHeaders || !(await registered)) return true;
   if (self.crossOriginIsolated) {
     sessionStorage.removeItem(RELOADED);
     return true;
@@ -27,7 +29,6 @@ export async function ensureIsolation() {
     });
     if (!navigator.serviceWorker.controller) return true;
   }
-  void reg;
   sessionStorage.setItem(RELOADED, '1');
   location.reload();
   return false;

@@ -23,7 +23,7 @@ async function openCache() {
 }
 
 // onProgress({loaded, total}) is called while downloading. Resolves to {bytes: Uint8Array,
-// fromCache, keep}; keep() stores a downloaded copy for next time (call it once the engine has
+// fromCache, offline (the server could not be reached to check the kept copy), keep}; keep() stores a downloaded copy for next time (call it once the engine has
 // started, so the first visit is not slowed by the write) and resolves to '' or a note saying
 // why the copy could not be kept.
 async function loadModel(url, onProgress) {
@@ -41,18 +41,19 @@ async function loadModel(url, onProgress) {
     if (kept.etag) conditions['If-None-Match'] = kept.etag;
     if (kept.modified) conditions['If-Modified-Since'] = kept.modified;
     let answer = null;  // (a host that sends neither cannot say whether the file changed: kept copy)
+    let offline = false;
     if (Object.keys(conditions).length) {
       try {
         answer = await fetch(url, { cache: 'no-store', headers: conditions });
       } catch {
-        // offline or server gone: the kept copy is all there is
+        offline = true;  // offline or server gone: the kept copy is all there is, and that is fine
       }
     }
     // (a server that ignores the conditions sends the file again: then it is the current copy)
     const changed = answer && answer.ok && answer.status !== 304;
     if (answer && !answer.ok) await answer.arrayBuffer().catch(() => null);  // an error page: short
     const buf = await read.catch(() => null);
-    if (!changed && buf) return { bytes: new Uint8Array(buf), fromCache: true, keep: async () => '' };
+    if (!changed && buf) return { bytes: new Uint8Array(buf), fromCache: true, offline, keep: async () => '' };
     if (changed) resp = answer;
   }
 

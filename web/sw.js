@@ -1,8 +1,30 @@
-// Petal's service worker, for static hosts that cannot send headers: it re-serves this site's
-// own responses with Cross-Origin-Opener-Policy / Cross-Origin-Embedder-Policy added, which makes
-// the page cross-origin isolated so the multi-threaded engine can run. It leaves other origins
-// alone (the page makes no such requests) and caches nothing itself.
+// Petal's service worker, registered by every copy of the page (web/isolation.js). Two jobs:
+//
+// 1. Offline after the first visit. The page's own files (the page, its scripts and style, the
+//    icon, the engine's .js/.wasm and the workers it starts) are kept in one Cache Storage cache.
+//    Each request goes to the network first, so a server that is up always gives the current
+//    files (and the browser's HTTP cache revalidates them: a 304 costs no download); the kept copy
+//    answers when the network fails, or when no answer has come within NETWORK_TIMEOUT_MS. Every
+//    good answer replaces the kept copy. The page also sends the list of files it and its engine
+//    worker loaded ({type: 'keep'}, web/offline.js), since on a first visit this worker takes over
+//    only part-way through. The model is not kept here: web/model-fetch.js keeps it (one copy of
+//    ~50 MB, not two) and checks it against the server with a conditional GET.
+// 2. Static hosts that cannot send headers: registered as sw.js?isolation=add (dist/index.html is
+//    marked data-service-worker="on"), it adds Cross-Origin-Opener-Policy / -Embedder-Policy to
+//    this site's responses, fresh or kept, which makes the page cross-origin isolated (threads).
+//    From the dev server the responses already carry them, and kept copies keep the headers they
+//    came with, so the page is isolated offline too.
+//
+// Only GET requests to this origin are handled; anything else goes straight to the network.
 'use strict';
+
+// The cache's version: tools/build-site.mjs writes a hash of the site's files here, so a new
+// deployment installs a new worker, which starts an empty cache and deletes the old one.
+const VERSION = 'dev';
+const CACHE = `petal-page-${VERSION}`;
+const CACHE_PREFIX = 'petal-page-';
+const NETWORK_TIMEOUT_MS = 3000;
+const ADD_ISOLATION = new URL(self.location.href).searchParams.get('isolation') === 'add';
 
 const ADDED_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
@@ -10,19 +32,116 @@ const ADDED_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
+const SCOPE = new URL(self.registration.scope);
 
 self.addEventListener('install', () => self.skipWaiting());
-self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+self.addEventListener('activate', (event) => event.waitUntil((async () => {
+  for (const name of await caches.keys()) if (name.startsWith(CACHE_PREFIX) && name !== CACHE) await caches.delete(name);
+  await self.clients.claim();
+})()));
+
+// This site's GET requests, except the model (model-fetch.js keeps that).
+function handled(url, method = 'GET') {
+  return method === 'GET' && url.origin === SCOPE.origin && url.pathname.startsWith(SCOPE.pathname) &&
+    !url.pathname.endsWith('.safetensors') && url.pathname !== new URL(self.location.href).pathname;
+}
+
+// The page is kept under one key, whether it was asked for as "/" or "/index.html", with a query
+// (?engine=int8) or not.
+function keyOf(url) {
+  const u = new URL(url);
+  u.hash = '';
+  if (u.pathname === SCOPE.pathname || u.pathname === `${SCOPE.pathname}index.html`) {
+    u.pathname = SCOPE.pathname;
+    u.search = '';
+  }
+  return u.href;
+}
+
+function withIsolation(resp) {
+  if (!ADD_ISOLATION || resp.type === 'opaque' || resp.type === 'opaqueredirect' || resp.status === 0) return resp;
+  const headers = new Headers(resp.headers);
+  for (const [k, v] of Object.entries(ADDED_HEADERS)) headers.set(k, v);
+  return new Response(NULL_BODY.has(resp.status) ? null : resp.body, { status: resp.status, statusText: resp.statusText, headers });
+}
+
+// A copy to keep: only complete, same-origin answers. The body is kept decoded, so the headers
+// that describe the transfer (encoding, length) are left out; the rest (type, COOP/COEP/CORP,
+// CSP, ETag) stay.
+async function keep(cache, key, resp) {
+  if (!resp.ok || resp.status !== 200 || resp.type !== 'basic' || resp.redirected) return false;
+  const headers = new Headers(resp.headers);
+  for (const h of ['Content-Encoding', 'Content-Length', 'X-Decoded-Length']) headers.delete(h);
+  await cache.put(key, new Response(await resp.blob(), { status: 200, statusText: resp.statusText, headers }));
+  return true;
+}
+
+async function kept(cache, key) {
+  return cache.match(key, { ignoreVary: true });
+}
+
+// Network first; the kept copy when the network fails or is slow; the network's answer, whenever
+// it comes, replaces the kept copy.
+function networkFirst(event) {
+  const req = event.request;
+  const key = keyOf(req.url);
+  const cache = caches.open(CACHE).catch(() => null);
+  const network = fetch(req);
+  const copy = network.then((resp) => resp.clone());  // (taken before the page reads the body)
+  event.waitUntil(Promise.all([copy, cache]).then(([resp, c]) => c && keep(c, key, resp)).catch(() => false));
+  return (async () => {
+    let timer;
+    const late = new Promise((resolve) => { timer = setTimeout(() => resolve('late'), NETWORK_TIMEOUT_MS); });
+    const first = await Promise.race([network.catch(() => 'failed'), late]);
+    clearTimeout(timer);
+    if (first !== 'late' && first !== 'failed') return withIsolation(first);
+    const c = await cache;
+    const old = c ? await kept(c, key).catch(() => undefined) : undefined;
+    if (old) return withIsolation(old);
+    return withIsolation(await network);  // nothing kept: wait for the network, or fail as it does
+  })();
+}
 
 self.addEventListener('fetch', (event) => {
   const req = event.request;
-  if (new URL(req.url).origin !== self.location.origin) return;
+  if (!handled(new URL(req.url), req.method)) return;
   if (req.cache === 'only-if-cached' && req.mode !== 'same-origin') return;
-  event.respondWith((async () => {
-    const resp = await fetch(req);
-    if (resp.type === 'opaque' || resp.type === 'opaqueredirect' || resp.status === 0) return resp;
-    const headers = new Headers(resp.headers);
-    for (const [k, v] of Object.entries(ADDED_HEADERS)) headers.set(k, v);
-    return new Response(NULL_BODY.has(resp.status) ? null : resp.body, { status: resp.status, statusText: resp.statusText, headers });
-  })());
+  event.respondWith(networkFirst(event));
+});
+
+// {type: 'keep', page, urls} from the page: keep each of these files that is not kept yet (the
+// browser's HTTP cache has them from this visit, so this is a revalidation, not a download).
+// Answers {kept, failed} on the message's port.
+async function keepAll({ page, urls }) {
+  const cache = await caches.open(CACHE);
+  const jobs = new Map();
+  for (const u of [page, ...urls]) {
+    let url;
+    try { url = new URL(u, SCOPE); } catch { continue; }
+    if (!handled(url)) continue;
+    jobs.set(keyOf(url.href), url.href);
+  }
+  let count = 0;
+  const failed = [];
+  await Promise.all([...jobs].map(async ([key, href]) => {
+    try {
+      if (!(await kept(cache, key))) {
+        const resp = await fetch(href, { credentials: 'same-origin' });
+        if (!(await keep(cache, key, resp))) throw new Error(`${resp.status} ${resp.statusText}`);
+      }
+      count++;
+    } catch (e) {
+      failed.push(`${href}: ${e.message}`);
+    }
+  }));
+  return { kept: count, failed };
+}
+
+self.addEventListener('message', (event) => {
+  const msg = event.data;
+  if (!msg || msg.type !== 'keep' || !Array.isArray(msg.urls)) return;
+  const port = event.ports[0];
+  event.waitUntil(keepAll(msg).then(
+    (r) => port && port.postMessage(r),
+    (e) => port && port.postMessage({ kept: 0, failed: [`the cache could not be opened: ${e.message}`] })));
 });
