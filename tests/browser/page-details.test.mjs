@@ -298,7 +298,8 @@ test('an engine built with other limits: the page states and checks those', asyn
   // The single-thread engine (no isolation), its glue changed on the way so that M.limits()
   // answers a 100,000-byte photo limit and 12-byte class names, as if built with those.
   const server = await serve({ isolation: false });
-  const { context } = await freshContext(env.browser);
+  // (page.route does not see the requests the page's service worker makes: keep it out)
+  const { context } = await freshContext(env.browser, { serviceWorkers: 'block' });
   try {
     await context.route('**/engine/petal-st.js', async (route) => {
       const resp = await route.fetch();
