@@ -212,6 +212,16 @@ class JsEngine {
     });
   }
 
+  // The whole classifier as an ONNX model (Engine::to_onnx): Uint8Array.
+  val exportOnnx() {
+    return guarded([&] {
+      const std::string bytes = engine_->to_onnx();
+      val out = val::global("Uint8Array").new_(bytes.size());
+      out.call<void>("set", val(emscripten::typed_memory_view(bytes.size(), reinterpret_cast<const uint8_t*>(bytes.data()))));
+      return out;
+    });
+  }
+
   // Load the head and class names (and bank, if any) from a bundle (head-only or full); the
   // engine checks it fits (Engine::import_head).
   void importHead(val bundle_bytes) {
@@ -265,6 +275,16 @@ val thumbnailOf(val image_bytes, int max_side) {
   });
 }
 
+// The engine's input for one photo, as the backbone (and an exported ONNX model) takes it:
+// decoded, resized to height × width, caffe-preprocessed; Float32Array of height × width × 3 (NHWC).
+val inputOf(val image_bytes, int height, int width) {
+  return guarded([&] {
+    if (height < 32 || width < 32 || height > 1024 || width > 1024) throw Error("the input size must be 32 to 1024 pixels");
+    auto bytes = bytes_of(image_bytes);
+    return typed_copy(image_to_input(bytes.data(), bytes.size(), height, width), "Float32Array");
+  });
+}
+
 bool threadsBuild() {
 #ifdef __EMSCRIPTEN_PTHREADS__
   return true;
@@ -306,11 +326,13 @@ EMSCRIPTEN_BINDINGS(petal) {
       .function("teach", &JsEngine::teach)
       .function("exportBundle", &JsEngine::exportBundle)
       .function("importHead", &JsEngine::importHead)
+      .function("exportOnnx", &JsEngine::exportOnnx)
       .function("bankFeatures", &JsEngine::bankFeatures)
       .function("bankLabels", &JsEngine::bankLabels)
       .function("bankRows", &JsEngine::bankRows);
   emscripten::function("probeImage", &probeImage);
   emscripten::function("thumbnailOf", &thumbnailOf);
+  emscripten::function("inputOf", &inputOf);
   emscripten::function("threadsBuild", &threadsBuild);
   emscripten::function("limits", &limits_js);
 }

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "image.h"
+#include "onnx_export.h"
 #include "petal_limits.h"
 
 namespace petal {
@@ -220,6 +221,26 @@ Bundle Engine::to_bundle(bool with_backbone) const {
     b.tensors["bank.labels"] = std::move(l);
   }
   return b;
+}
+
+std::string Engine::to_onnx() {
+  if (!has_head()) throw Error("this model has no classifier head yet; train one first");
+  Bundle b;
+  b.metadata = backbone_tensors_.metadata;
+  b.metadata["class_names"] = class_names_json(class_names_);
+  // The backbone's tensors move into `b` (swapping the maps copies nothing) and come back
+  // whatever happens; the backbone itself never reads them again (wasm/backbone.cpp).
+  struct GiveBack {
+    Bundle &lent, &owner;
+    ~GiveBack() {
+      for (auto it = lent.tensors.begin(); it != lent.tensors.end();)
+        it = it->first.rfind("head.", 0) == 0 ? lent.tensors.erase(it) : std::next(it);
+      owner.tensors.swap(lent.tensors);
+    }
+  } give_back{b, backbone_tensors_};
+  b.tensors.swap(backbone_tensors_.tensors);
+  head_.save(b);
+  return export_onnx(bundle_graph(b), b);
 }
 
 }  // namespace petal

@@ -60,6 +60,10 @@ class Engine {
 
   // The current model as a bundle: backbone weights (optional), head, class names, bank.
   Bundle to_bundle(bool with_backbone) const;
+  // The whole classifier as an ONNX model (wasm/onnx_export.h): backbone, head with its taught
+  // units and class names, probabilities as output. The backbone's weights are lent to the
+  // export for the while, not copied. Throws petal::Error when there is no head.
+  std::string to_onnx();
 
   // Take the head, class names and bank of another bundle (head-only or full), after checking it
   // was made for this backbone: feature size, input size and preprocessing. A bundle without a

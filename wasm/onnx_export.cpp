@@ -5,6 +5,7 @@
 #include <map>
 
 #include "error.h"
+#include "fp16.h"
 
 namespace petal {
 
@@ -18,8 +19,7 @@ class Pb {
     raw_varint(v);
   }
   void bytes(uint32_t field, const void* data, size_t n) {
-    key(field, 2);
-    raw_varint(n);
+    open(field, n);
     buf_.append(static_cast<const char*>(data), n);
   }
   void str(uint32_t field, const std::string& s) { bytes(field, s.data(), s.size()); }
@@ -30,10 +30,52 @@ class Pb {
     std::memcpy(&u, &v, 4);
     for (int i = 0; i < 4; ++i) buf_.push_back(char((u >> (8 * i)) & 0xff));
   }
+  // A length-delimited field whose `n` bytes the caller appends next (append, grow).
+  void open(uint32_t field, size_t n) {
+    key(field, 2);
+    raw_varint(n);
+  }
+  void append(const Pb& m) { buf_.append(m.buf_); }
+  char* grow(size_t n) {  // n more bytes at the end, to be written through the pointer
+    buf_.resize(buf_.size() + n);
+    return buf_.data() + buf_.size() - n;
+  }
+  // A message field written in place (no copy of its content, which for a model's graph is the
+  // whole model): begin() writes the key and room for the length, end() fills the length in and
+  // closes the room it did not need.
+  size_t begin(uint32_t field) {
+    key(field, 2);
+    buf_.append(kMaxVarint, '\0');
+    return buf_.size();
+  }
+  void end(size_t start) {
+    const uint64_t n = buf_.size() - start;
+    char len[kMaxVarint];
+    size_t k = 0;
+    for (uint64_t v = n; ; v >>= 7) {
+      len[k++] = char((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+      if (v < 0x80) break;
+    }
+    std::memcpy(&buf_[start - kMaxVarint], len, k);
+    buf_.erase(start - kMaxVarint + k, kMaxVarint - k);
+  }
+  void reserve(size_t n) { buf_.reserve(n); }
+  void truncate(size_t n) { buf_.resize(n); }
+  size_t size() const { return buf_.size(); }
   const std::string& data() const { return buf_; }
   std::string take() { return std::move(buf_); }
 
+  static size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) v >>= 7, ++n;
+    return n;
+  }
+  static size_t field_size(uint32_t field, size_t n) {  // key, length and content of a length-delimited field
+    return varint_size(uint64_t(field) << 3) + varint_size(n) + n;
+  }
+
  private:
+  static constexpr size_t kMaxVarint = 10;
   void key(uint32_t field, uint32_t wire) { raw_varint((uint64_t(field) << 3) | wire); }
   void raw_varint(uint64_t v) {
     while (v >= 0x80) {
@@ -63,7 +105,7 @@ constexpr uint32_t kAttrName = 1, kAttrF = 2, kAttrI = 3, kAttrInts = 8, kAttrTy
 constexpr uint64_t kAttrFloat = 1, kAttrInt = 2, kAttrIntsType = 7;
 // TensorProto
 constexpr uint32_t kDims = 1, kDataType = 2, kTensorName = 8, kRawData = 9;
-constexpr uint64_t kFloat = 1;
+constexpr uint64_t kFloat = 1, kFloat16 = 10;
 // ValueInfoProto / TypeProto / TypeProto.Tensor / TensorShapeProto / Dimension
 constexpr uint32_t kValueName = 1, kValueType = 2, kTensorType = 1, kElemType = 1, kShape = 2, kDim = 1, kDimValue = 1,
                    kDimParam = 2;
@@ -154,14 +196,36 @@ Pb encode_value_info(const std::string& name, const std::vector<int64_t>& dims) 
   return vi;
 }
 
-Pb encode_tensor(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data) {
-  Pb t;
-  for (int64_t d : dims) t.varint(f::kDims, uint64_t(d));
-  t.varint(f::kDataType, f::kFloat);
-  t.str(f::kTensorName, name);
+// An initializer written straight into `out` (the graph): no copy of the tensor on the way.
+// With `fp16`, it is stored as half floats under the name `<name>/fp16` when every value is
+// exactly a half float (else as float32, under `name`); returns whether it was.
+bool write_tensor(Pb& out, uint32_t field, const std::string& name, const std::vector<int64_t>& dims, const float* data,
+                  size_t n, bool fp16) {
+  const size_t mark = out.size();
+  Pb head;
+  for (int64_t d : dims) head.varint(f::kDims, uint64_t(d));
+  head.varint(f::kDataType, fp16 ? f::kFloat16 : f::kFloat);
+  head.str(f::kTensorName, fp16 ? name + "/fp16" : name);
+  const size_t nbytes = n * (fp16 ? 2 : 4);
+  out.open(field, head.size() + Pb::field_size(f::kRawData, nbytes));
+  out.append(head);
+  out.open(f::kRawData, nbytes);
   // raw_data is little-endian; so is every platform Petal builds for (x86-64, wasm32).
-  t.bytes(f::kRawData, data.data(), data.size() * sizeof(float));
-  return t;
+  char* dst = out.grow(nbytes);
+  if (!fp16) {
+    std::memcpy(dst, data, nbytes);
+    return false;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint16_t h = float_to_half(data[i]);
+    if (half_to_float(h) != data[i]) {  // not a half float after all: float32 instead
+      out.truncate(mark);
+      return write_tensor(out, field, name, dims, data, n, false);
+    }
+    dst[2 * i] = char(h & 0xff);
+    dst[2 * i + 1] = char(h >> 8);
+  }
+  return true;
 }
 
 int out_size(int in, int k, int s, int pad_a, int pad_b, bool same) {
@@ -173,19 +237,60 @@ int out_size(int in, int k, int s, int pad_a, int pad_b, bool same) {
 
 std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOptions& options, OnnxSummary* summary) {
   std::vector<Node> nodes;
-  Pb graph_pb;
   size_t n_init = 0, n_params = 0;
   auto weight = [&](const std::string& name, const std::vector<size_t>& shape) -> const Tensor& {
     return bundle.get(name, shape);  // throws petal::Error naming the missing/misshapen tensor
   };
-  auto initializer = [&](const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data) {
-    graph_pb.msg(f::kInitializer, encode_tensor(name, dims, data));
+  auto add = [&](Node n) {
+    if (n.name.empty()) n.name = n.out.at(0);
+    nodes.push_back(std::move(n));
+  };
+  const bool with_head = options.head && bundle.has("head.dense1.weight");
+  const bool with_logits = !with_head && options.logits && !graph.logits.empty();
+  // Weights the bundle stores as fp16 stay fp16 (exactly the same values, half the bytes), cast
+  // to fp32 inside the model.
+  auto in_fp16 = [&](const Tensor& t) { return options.keep_fp16 && t.stored == DType::F16; };
+
+  // The model is written in one buffer, the graph in place inside it: the model's own fields
+  // first (protobuf fields may come in any order), then the graph with the weights. Sized once
+  // from the bundle's tensors, so that a 100 MB model is never copied or regrown.
+  std::string class_names;
+  if (with_head && bundle.metadata.count("class_names")) class_names = bundle.metadata.at("class_names");
+  Pb model;
+  size_t weight_bytes = 0;
+  for (auto& [name, t] : bundle.tensors)
+    if (name.rfind("bank.", 0) != 0) weight_bytes += t.numel() * (in_fp16(t) ? 2 : 4);
+  model.reserve(weight_bytes + (1u << 20));
+  model.varint(f::kIrVersion, 8);
+  model.str(f::kProducerName, "petal");
+  model.str(f::kProducerVersion, options.producer_version);
+  model.str(f::kDocString,
+            "Petal model. Input 'input': batch x H x W x 3 float32, NHWC, RGB->BGR minus the ImageNet means "
+            "[103.939, 116.779, 123.68] (Keras 'caffe' preprocessing) after resizing to H x W.");
+  Pb opset;
+  opset.str(f::kOpsetDomain, "");
+  opset.varint(f::kOpsetVersion, uint64_t(options.opset));
+  model.msg(f::kOpsetImport, opset);
+  auto meta = [&](const std::string& k, const std::string& v) {
+    Pb e;
+    e.str(f::kKey, k);
+    e.str(f::kValue, v);
+    model.msg(f::kMetadataProps, e);
+  };
+  meta("petal.preprocessing", "caffe");
+  meta("petal.input_layout", "NHWC");
+  if (!class_names.empty()) meta("petal.class_names", class_names);
+  if (with_logits && bundle.metadata.count("imagenet_labels")) meta("petal.imagenet_labels", bundle.metadata.at("imagenet_labels"));
+  const size_t graph_start = model.begin(f::kGraph);
+  Pb& graph_pb = model;  // from here on, the graph's fields
+
+  // `data` holds the tensor in ONNX's element order; `like` is the bundle tensor it comes from.
+  auto initializer = [&](const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data,
+                         const Tensor& like) {
+    if (write_tensor(graph_pb, f::kInitializer, name, dims, data.data(), data.size(), in_fp16(like))) add({"Cast", name + "/cast", {name + "/fp16"}, {name}, {a_int("to", int64_t(f::kFloat))}});
     ++n_init;
     n_params += data.size();
   };
-
-  const bool with_head = options.head && bundle.has("head.dense1.weight");
-  const bool with_logits = !with_head && options.logits && !graph.logits.empty();
   // ONNX names of the graph's values: the features and logits get stable output names.
   auto vname = [&](const std::string& v) -> std::string {
     if (v == graph.features) return "features";
@@ -193,11 +298,6 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
     if (v == "input") return "input_nchw";
     return v;
   };
-  auto add = [&](Node n) {
-    if (n.name.empty()) n.name = n.out.at(0);
-    nodes.push_back(std::move(n));
-  };
-
   struct Shape { int h, w, c; };
   std::map<std::string, Shape> shapes;
   shapes["input"] = {graph.input_h, graph.input_w, graph.input_c};
@@ -234,8 +334,8 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
           for (size_t o = 0; o < size_t(op.cout); ++o)
             for (size_t k = 0; k < K; ++k)
               for (size_t c = 0; c < size_t(op.cin); ++c) wt[(o * op.cin + c) * K + k] = w.data[(o * K + k) * op.cin + c];
-          initializer(op.name + ".weight", {op.cout, op.cin, op.kh, op.kw}, wt);
-          initializer(op.name + ".bias", {op.cout}, b.data);
+          initializer(op.name + ".weight", {op.cout, op.cin, op.kh, op.kw}, wt, w);
+          initializer(op.name + ".bias", {op.cout}, b.data, b);
           attrs.push_back(a_ints("dilations", {1, 1}));
           attrs.push_back(a_int("group", 1));
           add({"Conv", op.name, {in0, op.name + ".weight", op.name + ".bias"}, {pre}, attrs});
@@ -264,8 +364,8 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
         if (op.cin != is.c || is.h != 1 || is.w != 1) throw Error("layer '" + op.name + "' does not fit its input");
         const Tensor& w = weight(op.name + ".weight", {size_t(op.cout), size_t(op.cin)});
         const Tensor& b = weight(op.name + ".bias", {size_t(op.cout)});
-        initializer(op.name + ".weight", {op.cout, op.cin}, w.data);
-        initializer(op.name + ".bias", {op.cout}, b.data);
+        initializer(op.name + ".weight", {op.cout, op.cin}, w.data, w);
+        initializer(op.name + ".bias", {op.cout}, b.data, b);
         add({"Gemm", op.name, {in0, op.name + ".weight", op.name + ".bias"}, {pre},
              {a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)}});
         shapes[op.name] = {1, 1, op.cout};
@@ -279,7 +379,6 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
 
   std::vector<std::pair<std::string, int64_t>> outputs{{"features", graph.feature_dim}};
   if (with_logits) outputs.push_back({"logits", graph.num_logits});
-  std::string class_names;
   if (with_head) {
     const Tensor& w1 = bundle.get("head.dense1.weight");
     if (w1.shape.size() != 2 || w1.shape[1] != size_t(graph.feature_dim))
@@ -290,10 +389,10 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
     if (w2.shape.size() != 2 || w2.shape[1] != hidden) throw Error("the model bundle's head tensors have inconsistent shapes");
     const size_t classes = w2.shape[0];
     const Tensor& b2 = weight("head.dense2.bias", {classes});
-    initializer("head.dense1.weight", {int64_t(hidden), graph.feature_dim}, w1.data);
-    initializer("head.dense1.bias", {int64_t(hidden)}, b1.data);
-    initializer("head.dense2.weight", {int64_t(classes), int64_t(hidden)}, w2.data);
-    initializer("head.dense2.bias", {int64_t(classes)}, b2.data);
+    initializer("head.dense1.weight", {int64_t(hidden), graph.feature_dim}, w1.data, w1);
+    initializer("head.dense1.bias", {int64_t(hidden)}, b1.data, b1);
+    initializer("head.dense2.weight", {int64_t(classes), int64_t(hidden)}, w2.data, w2);
+    initializer("head.dense2.bias", {int64_t(classes)}, b2.data, b2);
     const std::vector<Attr> gemm{a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)};
     add({"Gemm", "head.dense1", {"features", "head.dense1.weight", "head.dense1.bias"}, {"head.dense1"}, gemm});
     add({"Relu", "head.dense1/relu", {"head.dense1"}, {"head.hidden"}, {}});
@@ -304,11 +403,15 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
       if (rw.shape.size() != 2 || rw.shape[1] != size_t(graph.feature_dim) || rw.shape[0] == 0)
         throw Error("the model bundle's residual units have an invalid shape");
       const size_t units = rw.shape[0];
-      initializer("head.residual.weight", {int64_t(units), graph.feature_dim}, rw.data);
-      initializer("head.residual.bias", {int64_t(units)}, weight("head.residual.bias", {units}).data);
-      initializer("head.residual.out", {int64_t(classes), int64_t(units)}, weight("head.residual.out", {classes, units}).data);
-      initializer("head.residual.center", {graph.feature_dim}, weight("head.residual.center", {size_t(graph.feature_dim)}).data);
-      initializer("head.residual.base_scale", {1}, weight("head.residual.base_scale", {1}).data);
+      const Tensor& rb = weight("head.residual.bias", {units});
+      const Tensor& ro = weight("head.residual.out", {classes, units});
+      const Tensor& rc = weight("head.residual.center", {size_t(graph.feature_dim)});
+      const Tensor& rs = weight("head.residual.base_scale", {1});
+      initializer("head.residual.weight", {int64_t(units), graph.feature_dim}, rw.data, rw);
+      initializer("head.residual.bias", {int64_t(units)}, rb.data, rb);
+      initializer("head.residual.out", {int64_t(classes), int64_t(units)}, ro.data, ro);
+      initializer("head.residual.center", {graph.feature_dim}, rc.data, rc);
+      initializer("head.residual.base_scale", {1}, rs.data, rs);
       add({"Sub", "head.residual/centre", {"features", "head.residual.center"}, {"head.residual.centred"}, {}});
       add({"LpNormalization", "head.residual/normalize", {"head.residual.centred"}, {"head.residual.input"}, {a_int("axis", -1), a_int("p", 2)}});
       add({"Gemm", "head.residual", {"head.residual.input", "head.residual.weight", "head.residual.bias"}, {"head.residual.units"}, gemm});
@@ -319,7 +422,6 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
     }
     add({"Softmax", "head.softmax", {logits}, {"probabilities"}, {a_int("axis", -1)}});
     outputs.push_back({"probabilities", int64_t(classes)});
-    if (bundle.metadata.count("class_names")) class_names = bundle.metadata.at("class_names");
   }
 
   for (auto& n : nodes) graph_pb.msg(f::kNode, encode_node(n));
@@ -327,29 +429,7 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
   graph_pb.msg(f::kInput, encode_value_info("input", {-1, graph.input_h, graph.input_w, graph.input_c}));
   for (auto& [name, dim] : outputs) graph_pb.msg(f::kOutput, encode_value_info(name, {-1, dim}));
 
-  Pb model;
-  model.varint(f::kIrVersion, 8);
-  model.str(f::kProducerName, "petal");
-  model.str(f::kProducerVersion, options.producer_version);
-  model.str(f::kDocString,
-            "Petal model. Input 'input': batch x H x W x 3 float32, NHWC, RGB->BGR minus the ImageNet means "
-            "[103.939, 116.779, 123.68] (Keras 'caffe' preprocessing) after resizing to H x W.");
-  Pb opset;
-  opset.str(f::kOpsetDomain, "");
-  opset.varint(f::kOpsetVersion, uint64_t(options.opset));
-  model.msg(f::kOpsetImport, opset);
-  auto meta = [&](const std::string& k, const std::string& v) {
-    Pb e;
-    e.str(f::kKey, k);
-    e.str(f::kValue, v);
-    model.msg(f::kMetadataProps, e);
-  };
-  meta("petal.preprocessing", "caffe");
-  meta("petal.input_layout", "NHWC");
-  if (!class_names.empty()) meta("petal.class_names", class_names);
-  if (with_logits && bundle.metadata.count("imagenet_labels")) meta("petal.imagenet_labels", bundle.metadata.at("imagenet_labels"));
-  model.msg(f::kGraph, graph_pb);
-
+  model.end(graph_start);
   if (summary) {
     summary->outputs.clear();
     for (auto& o : outputs) summary->outputs.push_back(o.first);

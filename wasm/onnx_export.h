@@ -4,6 +4,9 @@
 // Outputs: "features" (batch × feature_dim, the pooled features) and, for the backbone,
 // "logits" (batch × 1000 ImageNet logits, when the graph has its classifier); with a trained
 // head, "probabilities" (batch × classes, softmax) instead of the logits.
+// Weights the bundle stores as fp16 (the page's model) are written as fp16, exactly, and cast to
+// fp32 inside the model: half the file, the same numbers. The model is built in one buffer of
+// about its final size (no second copy of the weights), for the page's limited memory.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,6 +21,7 @@ struct OnnxOptions {
   bool head = true;         // include the classifier head when the bundle has one
   bool logits = true;       // include the ImageNet classifier when there is no head (or head = false)
   int64_t opset = 17;       // default-domain opset written in the model
+  bool keep_fp16 = true;    // weights stored as fp16 stay fp16 in the file (exact), cast to fp32 in the graph
   std::string producer_version = "0.1.0";
 };
 

@@ -8,6 +8,7 @@ import { renderEstimates } from './estimates.js';
 import { createCard, updateCard } from './cards.js';
 import { filesFromDrop } from './drop.js';
 import { ensureIsolation } from './isolation.js';
+import { exportOnnx } from './onnx-export.js';
 import './units.js';  // self.formatMB, self.megabytes (shared with the worker)
 
 const MODEL_URL = 'model/petal.safetensors';
@@ -382,7 +383,7 @@ function updateTeach() {
   const keep = sel.value;
   sel.replaceChildren(new Option('— just classify them', ''), ...allClasses().map((c) => new Option(c, c)));
   sel.value = allClasses().includes(keep) ? keep : '';
-  $('export').disabled = $('import').disabled = $('reset').disabled = !state.ready || state.training;
+  $('export').disabled = $('export-onnx').disabled = $('import').disabled = $('reset').disabled = !state.ready || state.training;
 }
 
 // ---- training --------------------------------------------------------------------------
@@ -582,6 +583,9 @@ function wire() {
   $('train').addEventListener('click', train);
   $('stop').addEventListener('click', () => { if (state.stop) Atomics.store(state.stop, 0, 1); });
   $('export').addEventListener('click', exportModel);
+  $('export-onnx').addEventListener('click', () => exportOnnx({
+    engine, element, button: $('export-onnx'), say: (content, kind) => setStatus('model-status', content, kind),
+  }));
   $('import').addEventListener('click', () => $('import-file').click());
   $('import-file').addEventListener('change', () => {
     const f = $('import-file').files[0];

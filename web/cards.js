@@ -148,6 +148,7 @@ export function updateCard(card, photo) {
     const b = el('button', 'pred');
     b.type = 'button';
     b.dataset.label = p.label;
+    b.dataset.probability = String(p.probability);  // full precision, for tests and tools
     b.title = photo.label === p.label ? `Remove the label ${p.label}` : `Label this photo as ${p.label}`;
     if (photo.label === p.label) b.classList.add('chosen');
     const bar = el('span', 'bar');

@@ -152,6 +152,13 @@ function exportHead() {
   return { result: { bytes: bytes.buffer }, transfer: [bytes.buffer] };
 }
 
+// The whole classifier as an ONNX model (backbone + head + class names, written by the engine:
+// Engine::to_onnx); the bytes are transferred, not copied.
+function exportOnnx() {
+  const bytes = engine.exportOnnx();
+  return { result: { bytes: bytes.buffer, classNames: engine.classNames(), inputSize: engine.inputSize(), int8: engine.int8() }, transfer: [bytes.buffer] };
+}
+
 // Load a head bundle (exported by this page or by `petal export`, or kept in IndexedDB); the
 // engine checks that it fits.
 function importHead({ bytes }) {
@@ -171,7 +178,7 @@ function stats() {
   return { result: { wasmBytes: memory.byteLength } };
 }
 
-const handlers = { init, analyze, classify, train, exportHead, importHead, reset, stats };
+const handlers = { init, analyze, classify, train, exportHead, exportOnnx, importHead, reset, stats };
 
 // One request at a time, in order.
 let queue = Promise.resolve();

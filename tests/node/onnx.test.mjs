@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
-import { backbonePath, dataDir, flowerFiles, loadPetal, maxAbs, maxAbsDiff, petalCli, readF32, requireFile } from './support.mjs';
+import { backbonePath, dataDir, flowerFiles, loadPetal, maxAbs, maxAbsDiff, petalCli, readF32, repoRoot, requireFile } from './support.mjs';
 
 const cli = requireFile(process.env.PETAL_CLI || petalCli);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'petal-onnx-test-'));
@@ -137,6 +137,50 @@ test('onnxruntime-web (wasm backend) loads the export and agrees with onnxruntim
   close(a.logits.data, b.logits.data, 'ORT web vs ORT node logits');
   close(a.features.data, petalCheck.subarray(0, 2 * DIM), 'ORT web vs wasm engine');
   await web.release();
+});
+
+// The page's Export as ONNX: the engine writes the whole classifier itself (Engine::to_onnx), from
+// the page's model (fp16 weights, 288x288 photos), taught a new class in the engine.
+test('the engine exports the page model, taught a new class, as one ONNX file; ORT node gives its probabilities', async () => {
+  const pageModel = requireFile(path.join(repoRoot, 'web/model/petal.safetensors'));
+  const page = new mod.Engine(fs.readFileSync(pageModel), 1);
+  const S = page.inputSize();
+  // The engine's input for a photo (inputOf) is what `petal preprocess` writes.
+  petal(['preprocess', '--size', String(S), checkFiles[0], '-o', path.join(tmp, 'one.f32')]);
+  assert.deepEqual(mod.inputOf(fs.readFileSync(checkFiles[0]), S, S), readF32(path.join(tmp, 'one.f32')), 'inputOf = petal preprocess');
+  const probabilitiesOf = async (onnxBytes, C) => {
+    const session = await ortNode.InferenceSession.create(onnxBytes);
+    assert.deepEqual(session.outputNames, ['features', 'probabilities']);
+    const x = new Float32Array(checkFiles.length * S * S * 3);
+    checkFiles.forEach((f, i) => x.set(mod.inputOf(fs.readFileSync(f), S, S), i * S * S * 3));
+    const r = await session.run({ input: new ortNode.Tensor('float32', x, [checkFiles.length, S, S, 3]) });
+    assert.deepEqual(r.probabilities.dims, [checkFiles.length, C]);
+    await session.release();
+    let worst = 0;
+    for (const [i, p] of rows(r.probabilities.data, checkFiles.length).entries()) {
+      const want = new Float32Array(C);
+      for (const q of page.classify(fs.readFileSync(checkFiles[i]), C)) want[q.index] = q.probability;
+      worst = Math.max(worst, maxAbsDiff(p, want));
+    }
+    return worst;
+  };
+  const before = page.features(fs.readFileSync(checkFiles[1]), false);
+  const shipped = page.exportOnnx();
+  const w0 = await probabilitiesOf(shipped, CLASSES.length);
+  assert.ok(w0 <= 1e-5, `shipped model: probabilities differ from the engine by ${w0}`);
+  // fp16 weights stay fp16: about half of ResNet-50's 23.5 M weights as fp32 (94 MB).
+  assert.ok(shipped.byteLength < 55e6, `${shipped.byteLength} bytes`);
+  const some = trainFiles.slice(0, 4).map((f) => page.features(fs.readFileSync(f), false));
+  const F = new Float32Array(4 * DIM);
+  some.forEach((f, i) => F.set(f, i * DIM));
+  page.teach(F, ['mystery', 'mystery', 'mystery', 'mystery'], { seed: 3, estimateFolds: 0 }, null, null);
+  const taught = page.exportOnnx();
+  const w1 = await probabilitiesOf(taught, CLASSES.length + 1);
+  assert.ok(w1 <= 1e-5, `taught model: probabilities differ from the engine by ${w1}`);
+  console.log(`  page model: ${(shipped.byteLength / 1e6).toFixed(1)} MB; ORT vs engine, shipped ${w0}, taught ${w1}`);
+  // The engine keeps working with its backbone (the export only borrowed its weights).
+  assert.deepEqual(page.features(fs.readFileSync(checkFiles[1]), false), before);
+  page.delete();
 });
 
 test('petal onnx reports bad input in one line', () => {
