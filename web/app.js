@@ -8,6 +8,8 @@ import { renderEstimates } from './estimates.js';
 import { createCard, updateCard } from './cards.js';
 import { filesFromDrop } from './drop.js';
 import { ensureIsolation } from './isolation.js';
+import { setupCamera } from './camera.js';
+import { keepForOffline } from './offline.js';
 import { exportOnnx } from './onnx-export.js';
 import './units.js';  // self.formatMB, self.megabytes (shared with the worker)
 
@@ -124,7 +126,8 @@ async function startEngine() {
   state.classNames = info.classNames;
   show($('download'), false);
   const how = info.threadsBuild ? `WebAssembly SIMD with ${info.threads} threads` : 'WebAssembly SIMD on one thread';
-  const kept = info.fromCache ? 'model loaded from this browser’s storage' : info.cacheNote ? '' : 'model kept in this browser for next time';
+  const kept = info.offline ? 'offline: using the model kept in this browser'
+    : info.fromCache ? 'model loaded from this browser’s storage' : info.cacheNote ? '' : 'model kept in this browser for next time';
   const precision = info.int8 ? 'int8 (faster)' : 'fp32';
   setStatus('engine-info', `Ready · ResNet-50 on ${how}, ${precision}${kept ? ` · ${kept}` : ''} `, 'ok');
   $('engine-info').dataset.threads = String(info.threads);
@@ -564,7 +567,14 @@ function wire() {
     if (!e.dataTransfer) return;
     enqueue(await filesFromDrop(e.dataTransfer));
   });
-  zone.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); } });
+  // (only keys on the zone itself: its buttons, Camera among them, do their own job)
+  zone.addEventListener('keydown', (e) => { if (e.target === zone && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); input.click(); } });
+  // The camera: live classes, and Capture, which adds the frame as if it had been dropped here.
+  setupCamera({
+    analyze: (bytes) => engine.call('analyze', { bytes }, [bytes]),
+    ready: () => state.ready,
+    addPhoto: (file) => enqueue([file]),
+  });
 
   $('add-class').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -630,6 +640,7 @@ async function main() {
   updateTeach();
   updateQueueStatus();
   pump();
+  keepForOffline(state.info.files);  // the page's files, for offline use (sw.js)
 }
 
 main();

@@ -33,9 +33,14 @@ async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
     throw new Error(`the engine (engine/petal-${build}.js) could not be loaded; is it built (tools/build.sh wasm)? (${message(e)})`);
   }
   const glueUrl = new URL(`engine/petal-${build}.js`, self.location.href).href;
+  const engineFiles = new Set([glueUrl]);  // every file of the engine build, for offline use (offline.js)
   const modulePromise = self.createPetal({
     petalThreads: threads,
-    locateFile: (p) => new URL(`engine/${p}`, self.location.href).href,
+    locateFile: (p) => {
+      const url = new URL(`engine/${p}`, self.location.href).href;
+      engineFiles.add(url);
+      return url;
+    },
     mainScriptUrlOrBlob: glueUrl,
     print: (s) => post({ event: 'log', text: s }),
     printErr: (s) => post({ event: 'log', text: s }),
@@ -71,7 +76,10 @@ async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
     bankCount: engine.bankRows(),
     limits: M.limits(),  // wasm/petal_limits.h: the page states and checks these, never its own copies
     fromCache: model.fromCache,
+    offline: !!model.offline,
     cacheNote,
+    // this worker's own files and the engine's, for offline use (offline.js)
+    files: [self.location.href, ...performance.getEntriesByType('resource').map((e) => e.name), ...engineFiles],
     seconds: (performance.now() - started) / 1000,
     timings,
   };

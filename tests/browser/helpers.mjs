@@ -30,16 +30,18 @@ export function requireData() {
   }
 }
 
+// A Petal server on a free port (or opts.port); server is node's http.Server, for tests that watch it.
 export async function serve(opts = {}) {
   const { server, url } = await startServer({ port: 0, host: '127.0.0.1', ...opts });
-  return { url, close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }) };
+  return { url, server, close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }) };
 }
 
 export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-export async function launch() {
-  return chromium.launch({ executablePath: process.env.PETAL_CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+// extraArgs: more Chromium flags (e.g. the fake camera's, in camera.test.mjs).
+export async function launch(extraArgs = []) {
+  return chromium.launch({ executablePath: process.env.PETAL_CHROMIUM || '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 // A fresh browser profile (context) whose every request is recorded, with page errors collected.
