@@ -15,7 +15,7 @@
 namespace petal {
 
 namespace {
-constexpr uint32_t kInputId = 0, kFeaturesId = 1, kLogitsId = 2, kFirstRecordedId = 3;
+constexpr uint32_t kInputId = 0, kFeaturesId = 1, kLogitsId = 2, kMapId = 3, kFirstRecordedId = 4;
 
 void check(xnn_status s, const std::string& what) {
   if (s == xnn_status_out_of_memory) throw Error(std::string(kOutOfMemoryMessage) + " (XNNPACK could not " + what + ")");
@@ -217,6 +217,17 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     size_t add;
     const Val* residual;
   };
+  // The last feature map (the global average pool's input) is an output too, for heatmaps
+  // (wasm/heatmap.h): written where run() is told, at no extra pass. Not while recording ranges,
+  // whose outputs are every op's.
+  std::string map_name;
+  if (!options_.record_ranges)
+    for (const Op& op : graph.ops)
+      if (op.kind == Op::GlobalAvgPool && op.name == graph.features) map_name = op.inputs.at(0);
+  auto conv_out_shape = [&](const Op& op, const Shape& is) {
+    return Shape{out_size(is.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same),
+                 out_size(is.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.kind == Op::Conv ? op.cout : is.c};
+  };
   auto fusable_add = [&](size_t conv, const Shape& os) -> std::optional<Fusion> {
     const Op& op = graph.ops[conv];
     if (!options_.fuse_residual || options_.record_ranges || static_int8_ || op.relu) return std::nullopt;
@@ -238,7 +249,10 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     const Shape is = in0.shape;
     const float lo = op.relu ? 0.f : -inf;
     const bool is_features = op.name == graph.features, is_logits = op.name == graph.logits;
-    uint32_t ext = is_features ? kFeaturesId : is_logits ? kLogitsId : XNN_INVALID_VALUE_ID;
+    // a convolution whose fused add makes the feature map writes the map itself
+    const std::optional<Fusion> fusion = op.kind == Op::Conv ? fusable_add(i, conv_out_shape(op, in0.shape)) : std::nullopt;
+    const bool is_map = !map_name.empty() && (op.name == map_name || (fusion && graph.ops[fusion->add].name == map_name));
+    uint32_t ext = is_features ? kFeaturesId : is_logits ? kLogitsId : is_map ? kMapId : XNN_INVALID_VALUE_ID;
     uint32_t vflags = ext == XNN_INVALID_VALUE_ID ? 0 : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
     const bool recordable = op.kind == Op::Conv || op.kind == Op::MaxPool || op.kind == Op::Add;
     if (options_.record_ranges && recordable && ext == XNN_INVALID_VALUE_ID) {
@@ -258,8 +272,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
     switch (op.kind) {
       case Op::Conv:
       case Op::MaxPool: {
-        Shape os{out_size(is.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same),
-                 out_size(is.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.kind == Op::Conv ? op.cout : is.c};
+        const Shape os = conv_out_shape(op, is);
         if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
         const uint32_t flags = op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0;
         if (op.kind == Op::Conv) {
@@ -279,7 +292,6 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
             b = static_tensor(op.name + ".bias", {size_t(op.cout)});
             x = dyn ? quantise_dynamic(in.id, is) : in.id;
           }
-          const std::optional<Fusion> fusion = fusable_add(i, os);
           // with the add fused, the convolution's clamp is the add's ReLU, applied after the add
           const float conv_lo = fusion ? (graph.ops[fusion->add].relu ? 0.f : -inf) : lo;
           const uint32_t residual_id = fusion ? to_fp32(*fusion->residual, XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
@@ -333,6 +345,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
       }
     }
     if (out_val.q && ext != XNN_INVALID_VALUE_ID) to_fp32(out_val, ext, vflags);  // an int8 output the caller reads
+    if (is_map) map_shape_ = MapShape{out_val.shape.h, out_val.shape.w, out_val.shape.c};
     vals[op.name] = out_val;
   }
   if (!vals.count(graph.features)) throw Error("the model's graph has no features output");
@@ -440,7 +453,7 @@ void Backbone::reshape(size_t batch) {
   batch_ = batch;
 }
 
-void Backbone::run(const float* input, size_t batch, float* features, float* logits) {
+void Backbone::run(const float* input, size_t batch, float* features, float* logits, float* feature_map) {
   if (batch == 0) return;
   reshape(batch);
   // XNNPACK may read up to XNN_EXTRA_BYTES past the end of an input: copy into padded storage.
@@ -454,6 +467,15 @@ void Backbone::run(const float* input, size_t batch, float* features, float* log
       logits = logits_scratch_.data();
     }
     ext.push_back({kLogitsId, logits});
+  }
+  if (map_shape_.c > 0) {
+    if (!feature_map) {
+      map_scratch_.resize(batch * feature_map_size() + XNN_EXTRA_BYTES / sizeof(float));
+      feature_map = map_scratch_.data();
+    }
+    ext.push_back({kMapId, feature_map});
+  } else if (feature_map) {
+    throw Error("this backbone does not give its feature map (it records ranges for calibration)");
   }
   if (options_.record_ranges) {
     buffers_.resize(recorded_.size());

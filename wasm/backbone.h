@@ -84,8 +84,18 @@ class Backbone {
   Backbone& operator=(const Backbone&) = delete;
 
   // `input`: batch × H × W × 3 preprocessed pixels. Writes batch × feature_dim features and,
-  // when `logits` is not null and the graph has a classifier, batch × num_logits logits.
-  void run(const float* input, size_t batch, float* features, float* logits = nullptr);
+  // when `logits` is not null and the graph has a classifier, batch × num_logits logits; when
+  // `feature_map` is not null, batch × feature_map_size() values of the last feature map (the
+  // global average pool's input, NHWC), which the run writes anyway: asking costs nothing.
+  void run(const float* input, size_t batch, float* features, float* logits = nullptr, float* feature_map = nullptr);
+
+  // The last feature map's shape per image (9 × 9 × 2048 for ResNet-50 at 288²); all 0 for a
+  // backbone built to record ranges, which gives no map.
+  struct MapShape {
+    int h = 0, w = 0, c = 0;
+  };
+  MapShape feature_map_shape() const { return map_shape_; }
+  size_t feature_map_size() const { return size_t(map_shape_.h) * map_shape_.w * map_shape_.c; }
 
   const Graph& graph() const { return graph_; }
   size_t threads() const;
@@ -105,7 +115,8 @@ class Backbone {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   size_t batch_ = 0;
-  std::vector<float> input_pad_, logits_scratch_;
+  std::vector<float> input_pad_, logits_scratch_, map_scratch_;
+  MapShape map_shape_;
   bool static_int8_ = false;
   struct Recorded {
     size_t op;     // index in graph_.ops

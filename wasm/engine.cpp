@@ -158,6 +158,31 @@ std::vector<float> Engine::features_of_bytes(const uint8_t* data, size_t size, b
   return features_of_inputs(input.data(), 1, logits);
 }
 
+static std::vector<Prediction> top_k(const float* scores, int n, int k, const std::vector<std::string>& names);
+
+Explained Engine::explain_bytes(const uint8_t* data, size_t size, int k, int cls) {
+  return explain_image(decode_image(data, size), k, cls);
+}
+
+Explained Engine::explain_image(const Image& rgb, int k, int cls) {
+  if (!has_head()) throw Error("this model has no classifier head; a heatmap shows where a trained head looks");
+  if (cls < -1 || cls >= head_.classes()) throw Error("no class " + std::to_string(cls) + " in this model");
+  const Graph& g = graph();
+  const Backbone::MapShape ms = backbone_->feature_map_shape();
+  if (ms.c != g.feature_dim) throw Error("this backbone gives no feature map to draw a heatmap from");
+  std::vector<float> input(size_t(g.input_h) * g.input_w * 3);
+  preprocess_caffe(resize_image(rgb, g.input_w, g.input_h), input.data());
+  Explained e;
+  e.features.resize(size_t(g.feature_dim));
+  std::vector<float> map(backbone_->feature_map_size());
+  backbone_->run(input.data(), 1, e.features.data(), nullptr, map.data());
+  auto p = head_.predict(e.features.data(), 1, pool());
+  e.top = top_k(p.data(), head_.classes(), std::max(k, 1), class_names_);
+  e.heatmap = class_activation_map(head_, map.data(), ms.h, ms.w, ms.c, e.features.data(), cls < 0 ? e.top[0].index : cls);
+  if (k < 1) e.top.clear();
+  return e;
+}
+
 static std::vector<Prediction> top_k(const float* scores, int n, int k, const std::vector<std::string>& names) {
   std::vector<int> idx(n);
   std::iota(idx.begin(), idx.end(), 0);

@@ -9,6 +9,8 @@
 #include "backbone.h"
 #include "bundle.h"
 #include "head.h"
+#include "heatmap.h"
+#include "image.h"
 #include "teach.h"
 
 namespace petal {
@@ -17,6 +19,14 @@ struct Prediction {
   int index = 0;
   std::string label;
   float probability = 0;
+};
+
+// One photo classified and explained: its features, top classes, and where the model looked
+// for the top class (or the class asked for).
+struct Explained {
+  std::vector<float> features;
+  std::vector<Prediction> top;
+  Heatmap heatmap;
 };
 
 // The bundle's graph at the input size the bundle asks for (metadata "input_size", e.g. a head
@@ -41,6 +51,11 @@ class Engine {
   // decode → resize → preprocess → backbone, for one encoded image.
   std::vector<float> features_of_bytes(const uint8_t* data, size_t size, bool flip = false,
                                        std::vector<float>* logits = nullptr);
+
+  // Classify one photo and compute its heatmap (wasm/heatmap.h) for class `cls` (-1: the top
+  // class). Costs the same backbone run as features_of_bytes; plain classification never pays for it.
+  Explained explain_bytes(const uint8_t* data, size_t size, int k, int cls = -1);
+  Explained explain_image(const Image& rgb, int k, int cls = -1);  // decoded photo, orientation applied
 
   // ImageNet top-k from logits (needs the backbone's 1000-class Dense).
   std::vector<Prediction> imagenet_top(const float* logits, int k) const;

@@ -139,6 +139,42 @@ void Head::forward(const float* x, size_t n, float* h, float* logits, pthreadpoo
   }
 }
 
+std::vector<float> Head::input_gradient(const float* x, int cls) const {
+  if (cls < 0 || cls >= classes_) throw Error("no class " + std::to_string(cls) + " in this head");
+  const size_t D = size_t(in_), H = size_t(hidden_);
+  // score = scale·(w2[cls]·relu(w1·x + b1) + b2[cls]) + Σ_k out[cls,k]·(rw[k]·x̂ + rb[k]), x̂ = (x − c)/|x − c|
+  std::vector<float> g(D, 0.f);
+  for (size_t j = 0; j < H; ++j) {
+    double pre = b1_[j];
+    const float* w = w1_.data() + j * D;
+    for (size_t i = 0; i < D; ++i) pre += double(w[i]) * x[i];
+    if (pre <= 0) continue;
+    const float a = scale_ * w2_[size_t(cls) * H + j];
+    for (size_t i = 0; i < D; ++i) g[i] += a * w[i];
+  }
+  if (units_ == 0) return g;
+  // through the unit-length input: d x̂/d x = (I − x̂ x̂ᵀ)/|x − c|
+  std::vector<float> a(D, 0.f);
+  for (size_t k = 0; k < size_t(units_); ++k) {
+    const float o = rout_[size_t(cls) * units_ + k];
+    for (size_t i = 0; i < D; ++i) a[i] += o * rw_[k * D + i];
+  }
+  double len = 0, dot = 0;
+  std::vector<float> xn(D);
+  for (size_t i = 0; i < D; ++i) {
+    xn[i] = x[i] - center_[i];
+    len += double(xn[i]) * xn[i];
+  }
+  if (len <= 0) return g;
+  len = std::sqrt(len);
+  for (size_t i = 0; i < D; ++i) {
+    xn[i] = float(xn[i] / len);
+    dot += double(xn[i]) * a[i];
+  }
+  for (size_t i = 0; i < D; ++i) g[i] += float((a[i] - xn[i] * dot) / len);
+  return g;
+}
+
 std::vector<float> Head::predict(const float* x, size_t n, pthreadpool_t pool) const {
   auto p = logits(x, n, pool);
   softmax_rows(p.data(), n, size_t(classes_));

@@ -81,6 +81,9 @@ class Head {
   // The scores before softmax, n × classes.
   std::vector<float> logits(const float* x, size_t n, pthreadpool_t pool = nullptr) const;
   Evaluation evaluate(const FeatureSet& data, pthreadpool_t pool = nullptr) const;
+  // d(score of class `cls` before softmax)/d(features) at one feature row `x`: what a heatmap
+  // (wasm/heatmap.h) weighs the feature map's channels by.
+  std::vector<float> input_gradient(const float* x, int cls) const;
 
   // Trains in place. `on_epoch` sees each epoch's numbers and returns false to stop early;
   // `on_batch(done, total)` reports progress within the whole run.
