@@ -14,6 +14,7 @@
 #include "bundle.h"
 #include "engine.h"
 #include "feature_cache.h"
+#include "image.h"
 #include <stb/stb_image.h>
 
 namespace fs = std::filesystem;
@@ -419,6 +420,36 @@ TEST_F(Cli, PredictDefaultsToTheShippedFlowersModel) {
   Result h = petal("predict --help");
   ASSERT_EQ(h.code, 0) << h.err;
   EXPECT_NE(h.out.find("model/flowers-head.safetensors"), std::string::npos) << h.out;
+}
+
+// `petal predict --heatmap out.png photo.jpg` draws where the model looks over the photo: one PNG
+// of the photo's proportions (plus its caption strip); a folder for several; ImageNet classes have
+// no head to explain, which it says.
+TEST_F(Cli, PredictDrawsAHeatmapOverThePhoto) {
+  const std::string rose = photos("roses", 1, 40)[0], daisy = photos("daisy", 1, 40)[0];
+  Result one = petal("predict --heatmap " + tmp + "/rose.png " + rose, "PETAL_MODEL=");
+  ASSERT_EQ(one.code, 0) << one.err;
+  EXPECT_NE(one.out.find("roses"), std::string::npos) << one.out;
+  const std::string png = slurp(tmp + "/rose.png"), jpg = slurp(rose);
+  auto u8 = [](const std::string& b) { return reinterpret_cast<const uint8_t*>(b.data()); };
+  const petal::ImageInfo pi = petal::probe_image(u8(png), png.size()), ri = petal::probe_image(u8(jpg), jpg.size());
+  EXPECT_EQ(pi.format, "png");
+  EXPECT_EQ(pi.width, ri.width);  // these photos are smaller than the 512-pixel cap
+  EXPECT_GT(pi.height, ri.height);
+  // the overlay changes the photo's pixels
+  const petal::Image drawn = petal::decode_image(u8(png), png.size()), orig = petal::decode_image(u8(jpg), jpg.size());
+  size_t changed = 0;
+  for (size_t i = 0; i < orig.rgb.size(); ++i) changed += std::abs(int(drawn.rgb[i]) - int(orig.rgb[i])) > 8;
+  EXPECT_GT(changed, orig.rgb.size() / 4);
+
+  Result two = petal("predict --heatmap " + tmp + "/maps " + rose + " " + daisy, "PETAL_MODEL=");
+  ASSERT_EQ(two.code, 0) << two.err;
+  EXPECT_TRUE(fs::exists(tmp + "/maps/" + fs::path(rose).stem().string() + ".heatmap.png"));
+  EXPECT_TRUE(fs::exists(tmp + "/maps/" + fs::path(daisy).stem().string() + ".heatmap.png"));
+
+  Result in = petal("predict --heatmap " + tmp + "/x.png --model " + backbone_path() + " " + rose);
+  EXPECT_NE(in.code, 0);
+  EXPECT_NE(in.err.find("--heatmap needs a trained head"), std::string::npos) << in.err;
 }
 
 // The top-level help points to documents that exist, not to a placeholder address.

@@ -1,8 +1,10 @@
 // petal features / petal predict: photos → pooled features, or → classes.
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common.h"
 #include "error.h"
+#include "plot.h"
 
 namespace petal::cli {
 using nlohmann::json;
@@ -22,6 +24,36 @@ std::vector<Analysed> analyse(Engine& engine, const std::vector<std::string>& im
     try {
       auto bytes = read_file(images[i]);
       out[i].features = engine.features_of_bytes(bytes.data(), bytes.size(), false, want_logits ? &out[i].logits : nullptr);
+    } catch (const Error& e) {
+      out[i].error = e.what();
+      std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());
+    }
+    if (images.size() > 1) bar.update(i + 1);
+  }
+  if (images.size() > 1) bar.finish();
+  return out;
+}
+
+// Like analyse, and each photo's heatmap drawn to `where` (the PNG for one photo, a folder for several).
+std::vector<Analysed> draw_heatmaps(Engine& engine, const std::vector<std::string>& images, const std::string& where, int k) {
+  namespace fs = std::filesystem;
+  if (images.size() > 1) {
+    std::error_code ec;
+    fs::create_directories(where, ec);
+    if (!fs::is_directory(where)) throw Error("--heatmap " + where + ": cannot make that folder (" + ec.message() + "); give a folder for several photos");
+  }
+  std::vector<Analysed> out(images.size());
+  Progress bar("heatmaps", images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    try {
+      auto bytes = read_file(images[i]);
+      const Image photo = decode_image(bytes.data(), bytes.size());
+      const Explained x = engine.explain_image(photo, k);
+      out[i].features = x.features;
+      char caption[200];
+      std::snprintf(caption, sizeof caption, "where it sees %s (%.1f%%)", x.top[0].label.c_str(), 100.0 * x.top[0].probability);
+      const std::string png = images.size() > 1 ? (fs::path(where) / (fs::path(images[i]).stem().string() + ".heatmap.png")).string() : where;
+      draw_heatmap(photo, x.heatmap, caption).save_png(png);
     } catch (const Error& e) {
       out[i].error = e.what();
       std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());
@@ -79,7 +111,11 @@ void register_predict(CLI::App& app) {
   static std::string model;
   static int top = 0, threads = 0;
   static bool as_json = false, imagenet = false;
+  static std::string heatmap;
   cmd->add_option("images", images, "image files (JPEG, PNG, BMP, GIF)")->required();
+  cmd->add_option("--heatmap", heatmap,
+                  "also draw where the model looks for its top class over each photo: a PNG file for one photo, a folder "
+                  "(NAME.heatmap.png each) for several");
   cmd->add_option("-m,--model", model,
                   "model bundle (default: $PETAL_MODEL, else the shipped flowers model model/flowers-head.safetensors on the "
                   "default backbone; the ImageNet backbone when neither is found; give the backbone for ImageNet classes)");
@@ -100,7 +136,8 @@ void register_predict(CLI::App& app) {
     if (!use_head && engine.graph().num_logits == 0)
       throw Error("this model has neither a trained head nor an ImageNet classifier");
     const int k = top > 0 ? top : use_head ? 1 : 5;
-    auto res = analyse(engine, images, !use_head);
+    if (!heatmap.empty() && !use_head) throw Error("--heatmap needs a trained head (the flowers model or --model HEAD), not ImageNet classes");
+    auto res = heatmap.empty() ? analyse(engine, images, !use_head) : draw_heatmaps(engine, images, heatmap, k);
     json doc = {{"classes", use_head ? "model" : "imagenet"}, {"images", json::array()}};
     bool failed = false;
     for (size_t i = 0; i < images.size(); ++i) {

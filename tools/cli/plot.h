@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "heatmap.h"
 #include "image.h"
 
 namespace petal::cli {
@@ -56,5 +57,9 @@ void draw_line_chart(Canvas& c, int x, int y, int w, int h, const std::string& t
 // A confusion matrix as a heat map with counts, class names on both axes.
 Canvas draw_confusion(const std::vector<std::vector<int>>& m, const std::vector<std::string>& names,
                       const std::string& title);
+
+// A photo (shrunk to at most `max_side`) with its heatmap over it: tinted red where the model
+// looks, darkened where it does not, and `caption` in a strip below.
+Canvas draw_heatmap(const Image& photo, const Heatmap& map, const std::string& caption, int max_side = 512);
 
 }  // namespace petal::cli
