@@ -129,6 +129,26 @@ class JsEngine {
     });
   }
 
+  // Where the model looks for its top class (Engine::explain_bytes, wasm/heatmap.h):
+  // {width, height, values: Float32Array (row-major, 0..1), peakX, peakY (fractions of the photo),
+  // cls, label, probability}.
+  val heatmap(val image_bytes) {
+    return guarded([&] {
+      auto bytes = bytes_of(image_bytes);
+      Explained e = engine_->explain_bytes(bytes.data(), bytes.size(), 1);
+      val out = val::object();
+      out.set("width", e.heatmap.width);
+      out.set("height", e.heatmap.height);
+      out.set("values", typed_copy(e.heatmap.values, "Float32Array"));
+      out.set("peakX", e.heatmap.peak_x());
+      out.set("peakY", e.heatmap.peak_y());
+      out.set("cls", e.heatmap.cls);
+      out.set("label", e.top[0].label);
+      out.set("probability", e.top[0].probability);
+      return out;
+    });
+  }
+
   val classify(val image_bytes, int k) {
     return guarded([&] {
       auto bytes = bytes_of(image_bytes);
@@ -322,6 +342,7 @@ EMSCRIPTEN_BINDINGS(petal) {
       .function("features", &JsEngine::features)
       .function("featuresOfInputs", &JsEngine::featuresOfInputs)
       .function("classify", &JsEngine::classify)
+      .function("heatmap", &JsEngine::heatmap)
       .function("classifyFeatures", &JsEngine::classifyFeatures)
       .function("teach", &JsEngine::teach)
       .function("exportBundle", &JsEngine::exportBundle)

@@ -108,13 +108,17 @@ async function makeThumbnail(u8) {
 
 // One photo: its features, top classes and a small thumbnail. A photo the engine cannot use
 // answers {error} (a one-line reason) rather than failing the request.
+function bytesError(u8) {
+  if (u8.byteLength === 0) return 'this file is empty';
+  const max = M.limits().maxImageBytes;
+  if (u8.byteLength > max) return `this file is too large (${self.formatMB(u8.byteLength)}); photos up to ${self.formatMB(max)} are accepted`;
+  return null;
+}
+
 async function analyze({ bytes }) {
   const u8 = new Uint8Array(bytes);
-  if (u8.byteLength === 0) return { error: 'this file is empty' };
-  const max = M.limits().maxImageBytes;
-  if (u8.byteLength > max) {
-    return { error: `this file is too large (${self.formatMB(u8.byteLength)}); photos up to ${self.formatMB(max)} are accepted` };
-  }
+  const bad = bytesError(u8);
+  if (bad) return { error: bad };
   let info, r;
   try {
     info = M.probeImage(u8);
@@ -127,6 +131,22 @@ async function analyze({ bytes }) {
     result: { features: r.features, predictions: r.predictions, format: info.format, width: info.width, height: info.height, thumb },
     transfer: [r.features.buffer],
   };
+}
+
+// Where the model looks in one photo, for its top class (Engine::explain_bytes): {width, height,
+// values (Float32Array, row-major, 0..1), cls, label, probability}. Asked for only when the user
+// opens a card's "Where it looks"; a photo the engine cannot use answers {error}, like analyze.
+function heatmap({ bytes }) {
+  const u8 = new Uint8Array(bytes);
+  const bad = bytesError(u8);
+  if (bad) return { error: bad };
+  let r;
+  try {
+    r = engine.heatmap(u8);
+  } catch (e) {
+    return { error: message(e) };
+  }
+  return { result: r, transfer: [r.values.buffer] };
 }
 
 // Top classes for many feature rows (n × dim, one Float32Array) with the current head.
@@ -186,7 +206,7 @@ function stats() {
   return { result: { wasmBytes: memory.byteLength } };
 }
 
-const handlers = { init, analyze, classify, train, exportHead, exportOnnx, importHead, reset, stats };
+const handlers = { init, analyze, heatmap, classify, train, exportHead, exportOnnx, importHead, reset, stats };
 
 // One request at a time, in order.
 let queue = Promise.resolve();
