@@ -11,6 +11,7 @@ import { ensureIsolation } from './isolation.js';
 import { setupCamera } from './camera.js';
 import { keepForOffline } from './offline.js';
 import { exportOnnx } from './onnx-export.js';
+import { addWhereItLooks, hideAllWhereItLooks } from './heatmap.js';
 import './units.js';  // self.formatMB, self.megabytes (shared with the worker)
 
 const MODEL_URL = 'model/petal.safetensors';
@@ -165,6 +166,7 @@ function renderSome() {
     const card = createCard(photo, {
       onLabel: setLabel, classes: allClasses, validateClass, maxClassNameBytes: () => limits().maxClassNameBytes,
     });
+    addWhereItLooks(card, engine);
     state.cards.set(photo.id, card);
     frag.append(card);
   }
@@ -252,6 +254,7 @@ async function pump() {
       photo.predictions = r.predictions;
       photo.thumbBlob = r.thumb.blob;
       photo.thumbUrl = URL.createObjectURL(r.thumb.blob);
+      photo.file = file;  // this session only (a handle, not the bytes), for "Where it looks"
       photo.state = 'done';
     } catch (e) {
       photo.state = 'error';
@@ -317,6 +320,7 @@ function updateRepeatNote() {
 
 // Scores every photo that has features with the current head (no backbone run).
 async function rescoreAll() {
+  hideAllWhereItLooks($('grid'));  // an open map shows the old model's view
   const dim = state.info.featureDim;
   const ready = state.photos.filter((p) => p.features);
   for (let i = 0; i < ready.length; i += 500) {
