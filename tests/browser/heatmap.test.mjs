@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { photosDir, withServerAndBrowser, freshContext, openPage, choose, cards, screenshot } from './helpers.mjs';
+import { ROSE, photosDir, withServerAndBrowser, freshContext, openPage, waitEngine, waitCards, choose, cards, screenshot } from './helpers.mjs';
 
 const env = withServerAndBrowser();
 
@@ -117,6 +117,48 @@ test('the map of a flower pasted on grey peaks on the flower; plain classificati
     await first.getByRole('button', { name: 'Where it looks' }).click();
     assert.equal(await first.locator('canvas.heatmap').count(), 0);
     assert.equal(await first.getByRole('button', { name: 'Where it looks' }).getAttribute('aria-pressed'), 'false');
+  } finally {
+    await context.close();
+  }
+});
+
+test('training closes an open map and the next opening asks again; after a reload the map comes from the thumbnail', async () => {
+  const { context } = await freshContext(env.browser);
+  try {
+    const page = await openPage(context, env.server.url);
+    await page.selectOption('#drop-label', 'roses');
+    await choose(page, [ROSE]);
+    const card = page.locator('.card').first();
+    const toggle = card.getByRole('button', { name: 'Where it looks' });
+    await toggle.click();
+    const canvas = card.locator('.thumb canvas.heatmap');
+    await canvas.waitFor({ timeout: 120000 });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    assert.doesNotMatch(await canvas.getAttribute('title'), /thumbnail/, 'this session still holds the photo itself');
+
+    await page.click('#train');
+    await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.training), null, { timeout: 180000 });
+    assert.equal(await page.evaluate(() => document.body.dataset.training), 'done', await page.textContent('#train-status'));
+    assert.equal(await card.locator('canvas.heatmap').count(), 0, 'training closed the map of the old model');
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
+    await toggle.click();
+    await canvas.waitFor({ timeout: 120000 });
+    assert.equal(await canvas.getAttribute('data-label'), await card.getAttribute('data-top-label'), 'the new map explains the new top class');
+
+    // After a reload only the thumbnail is kept; the map is computed from it, and says so.
+    await page.reload();
+    await waitEngine(page);
+    await waitCards(page, 1);
+    await page.waitForFunction(() => document.querySelector('.card')?.dataset.topLabel);
+    const again = page.locator('.card').first();
+    assert.equal(await again.locator('canvas.heatmap').count(), 0, 'a reload opens no map');
+    await again.getByRole('button', { name: 'Where it looks' }).click();
+    const restored = again.locator('.thumb canvas.heatmap');
+    await restored.waitFor({ timeout: 120000 });
+    assert.match(await restored.getAttribute('title'), /computed from the thumbnail/);
+    const peak = await restored.evaluate((c) => [Number(c.dataset.peakX), Number(c.dataset.peakY)]);
+    assert.ok(peak.every((v) => v > 0 && v < 1), `the peak is a place in the photo: ${peak}`);
+    assert.equal(await again.locator('.where-caption').textContent(), `where it sees ${await again.getAttribute('data-top-label')}`);
   } finally {
     await context.close();
   }
