@@ -221,7 +221,7 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   // (wasm/heatmap.h): written where run() is told, at no extra pass. Not while recording ranges,
   // whose outputs are every op's.
   std::string map_name;
-  if (!options_.record_ranges)
+  if (options_.feature_map && !options_.record_ranges)
     for (const Op& op : graph.ops)
       if (op.kind == Op::GlobalAvgPool && op.name == graph.features) map_name = op.inputs.at(0);
   auto conv_out_shape = [&](const Op& op, const Shape& is) {
@@ -475,7 +475,7 @@ void Backbone::run(const float* input, size_t batch, float* features, float* log
     }
     ext.push_back({kMapId, feature_map});
   } else if (feature_map) {
-    throw Error("this backbone does not give its feature map (it records ranges for calibration)");
+    throw Error("this backbone was built without its feature map output (recording ranges, or feature_map off)");
   }
   if (options_.record_ranges) {
     buffers_.resize(recorded_.size());

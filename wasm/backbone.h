@@ -39,6 +39,9 @@ struct BackboneOptions {
   // xnn_petal_convolution_add_residual), instead of two passes over memory of its own. Same
   // arithmetic, same results to the bit; off only to measure it (fp32 and QD8; not static int8).
   bool fuse_residual = true;
+  // The last feature map as an output of every run (for heatmaps; see run()). Off only to measure
+  // that it costs nothing (petal bench variant "nomap").
+  bool feature_map = true;
   // Calibration: run in fp32 (even for a bundle marked int8) and record the smallest and largest
   // value of every op's output in each image of every run(); Backbone::ranges() gives their means
   // over the images.

@@ -92,7 +92,9 @@ std::vector<std::string> list_photos(const std::string& dir, size_t n, bool all)
 std::string default_photos() {
   if (const char* p = std::getenv("PETAL_PHOTOS"); p && *p) return p;
   if (const char* d = std::getenv("PETAL_DATA"); d && *d) return std::string(d) + "/flower_photos";
-  return "/work/shared/data/flower_photos";
+  const std::string dir = checkout_dir();  // ../shared beside the checkout
+  if (dir.empty()) throw Error("no photos folder: give --photos DIR (or set PETAL_PHOTOS or PETAL_DATA)");
+  return dir + "/../shared/data/flower_photos";
 }
 
 // Features of data set files for one backbone variant: from the feature cache when there, else
@@ -283,7 +285,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--runs", runs, "timed runs per configuration (after warm-up)")->capture_default_str()->check(CLI::Range(3, 10000));
   cmd->add_option("--warmup", warmup, "untimed runs per configuration first")->capture_default_str()->check(CLI::Range(0, 1000));
   cmd->add_option("--photos", photos, "folder of photos (class sub-folders) for the inputs and the photos/s test "
-                                      "(default $PETAL_PHOTOS, $PETAL_DATA/flower_photos or /work/shared/data/flower_photos)");
+                                      "(default $PETAL_PHOTOS, $PETAL_DATA/flower_photos or ../shared/data/flower_photos beside the checkout)");
   cmd->add_option("--sample", sample, "photos in the photos/s test")->capture_default_str()->check(CLI::Range(1, 1000000));
   cmd->add_flag("--all", all, "use every photo in the photos/s test");
   cmd->add_flag("--no-photos", skip_photos, "skip the photos/s test");
@@ -302,15 +304,15 @@ void register_bench(CLI::App& app) {
                   "backbone variants to compare, interleaved (repeatable): fp32 (default), int8 (QD8 convolutions), "
                   "int8-all (QD8, stem conv too), int8-static (QS8: the model's calibrated ranges, or ranges calibrated "
                   "on 64 photos of --photos), transient (XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER), cache (weights "
-                  "cache), unfused (residual adds as operators of their own), direct (3x3 convolutions without "
+                  "cache), unfused (residual adds as operators of their own), nomap (no feature map output for heatmaps), direct (3x3 convolutions without "
                   "Winograd); combine with '+', e.g. int8+transient")
       ->check([](const std::string& v) -> std::string {
         std::stringstream ss(v);
         std::string part;
         while (std::getline(ss, part, '+'))
           if (part != "fp32" && part != "int8" && part != "int8-all" && part != "int8-static" && part != "transient" &&
-              part != "cache" && part != "unfused" && part != "direct")
-            return "unknown variant part '" + part + "' (fp32, int8, int8-all, int8-static, transient, cache, unfused, direct)";
+              part != "cache" && part != "unfused" && part != "direct" && part != "nomap")
+            return "unknown variant part '" + part + "' (fp32, int8, int8-all, int8-static, transient, cache, unfused, direct, nomap)";
         return "";
       });
   cmd->callback([] {
@@ -393,6 +395,7 @@ void register_bench(CLI::App& app) {
           if (part == "transient") o.transient_indirection = true;
           if (part == "cache") o.weights_cache = true;
           if (part == "unfused") o.fuse_residual = false;
+          if (part == "nomap") o.feature_map = false;
           if (part == "direct") direct = true;
         }
         net_maker.push_back([&graph, &bundle, t, o, direct] {

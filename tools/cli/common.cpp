@@ -43,8 +43,7 @@ std::string default_backbone_path() {
   return cache_dir() + "/models/resnet50-imagenet.safetensors";
 }
 
-std::string default_model_path() {
-  if (const char* p = std::getenv("PETAL_MODEL"); p && *p) return p;
+std::string checkout_dir() {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
@@ -52,11 +51,16 @@ std::string default_model_path() {
   // build/native/tools/petal → the checkout is three folders up; a copy elsewhere finds none.
   fs::path dir = exe.parent_path();
   for (int up = 0; up <= 3 && !dir.empty(); ++up, dir = dir.parent_path()) {
-    const fs::path head = dir / "model" / "flowers-head.safetensors";
-    if (fs::is_regular_file(head, ec)) return head.lexically_normal().string();
+    if (fs::is_regular_file(dir / "model" / "flowers-head.safetensors", ec)) return dir.lexically_normal().string();
     if (dir == dir.parent_path()) break;
   }
   return "";
+}
+
+std::string default_model_path() {
+  if (const char* p = std::getenv("PETAL_MODEL"); p && *p) return p;
+  const std::string dir = checkout_dir();
+  return dir.empty() ? "" : dir + "/model/flowers-head.safetensors";
 }
 
 Bundle load_model(const std::string& path) {

@@ -35,6 +35,8 @@ std::string default_backbone_path();
 // executable's folder upwards); empty when there is none (then the caller says so and uses the
 // ImageNet backbone).
 std::string default_model_path();
+// The checkout this petal was built in (the folder holding model/flowers-head.safetensors), or "".
+std::string checkout_dir();
 // Load a model: a full bundle, or a head-only bundle combined with the default backbone.
 Bundle load_model(const std::string& path);
 
