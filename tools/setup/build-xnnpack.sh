@@ -38,7 +38,8 @@ if [ ! -f "$XNN/.petal-patches-$PATCH_ID" ] &&
 fi
 # XNNPACK's CMake (this snapshot) refuses Emscripten and never adds the wasm kernels;
 # pthreadpool always builds its single-thread shim under Emscripten. These edits are
-# inert for native builds. (Details: ../shared/notes/toolchain.md, recipe 06.)
+# inert for native builds: the first teaches its CMake the Emscripten system name, the second
+# makes it pick the wasm kernels there.
 if [ ! -f "$XNN/.petal-wasm-patched" ]; then
   sed -i 's/MATCHES "^(Android|Darwin|iOS|Linux|Windows|CYGWIN|MSYS|QURT)\$")/MATCHES "^(Android|Darwin|iOS|Linux|Windows|CYGWIN|MSYS|QURT|Emscripten)$")/' "$XNN/CMakeLists.txt"
   sed -i '0,/^ELSEIF(CMAKE_SYSTEM_PROCESSOR MATCHES "\^i\[3-7\]86\$")/s//ELSEIF(CMAKE_SYSTEM_NAME STREQUAL "Emscripten")\n  SET(XNNPACK_TARGET_PROCESSOR "wasm")\n&/' "$XNN/CMakeLists.txt"
