@@ -254,7 +254,9 @@ async function pump() {
       photo.predictions = r.predictions;
       photo.thumbBlob = r.thumb.blob;
       photo.thumbUrl = URL.createObjectURL(r.thumb.blob);
-      photo.file = file;  // this session only (a handle, not the bytes), for "Where it looks"
+      // this session only, for "Where it looks": a dropped file is a handle, not the bytes; a camera
+      // frame's bytes are not kept (its map comes from the thumbnail)
+      if (!file.inMemory) photo.file = file;
       photo.state = 'done';
     } catch (e) {
       photo.state = 'error';

@@ -168,7 +168,9 @@ export function setupCamera({ analyze, ready, addPhoto }) {
     try {
       const blob = await grab();
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-      addPhoto(new File([blob], `camera-${stamp}.jpg`, { type: 'image/jpeg', lastModified: Date.now() }));
+      const frame = new File([blob], `camera-${stamp}.jpg`, { type: 'image/jpeg', lastModified: Date.now() });
+      frame.inMemory = true;  // the page keeps only its thumbnail and features, not these bytes
+      addPhoto(frame);
       if (msg.dataset.kind === 'warn') say('');
     } catch (e) {
       say(`Nothing was captured: ${e.message}.`, 'warn');
