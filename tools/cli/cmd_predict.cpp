@@ -1,5 +1,6 @@
 // petal features / petal predict: photos → pooled features, or → classes.
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "common.h"
@@ -16,14 +17,14 @@ struct Analysed {
   std::string error;
 };
 
-// Run each image through the backbone; bad images get their error, the rest go on.
-std::vector<Analysed> analyse(Engine& engine, const std::vector<std::string>& images, bool want_logits) {
+// Run `one` on each image with a progress bar; bad images get their error, the rest go on.
+std::vector<Analysed> for_each_image(const std::vector<std::string>& images, const char* what,
+                                     const std::function<void(const std::vector<uint8_t>&, size_t, Analysed&)>& one) {
   std::vector<Analysed> out(images.size());
-  Progress bar("features", images.size());
+  Progress bar(what, images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     try {
-      auto bytes = read_file(images[i]);
-      out[i].features = engine.features_of_bytes(bytes.data(), bytes.size(), false, want_logits ? &out[i].logits : nullptr);
+      one(read_file(images[i]), i, out[i]);
     } catch (const Error& e) {
       out[i].error = e.what();
       std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());
@@ -34,6 +35,13 @@ std::vector<Analysed> analyse(Engine& engine, const std::vector<std::string>& im
   return out;
 }
 
+// Each image through the backbone.
+std::vector<Analysed> analyse(Engine& engine, const std::vector<std::string>& images, bool want_logits) {
+  return for_each_image(images, "features", [&](const std::vector<uint8_t>& bytes, size_t, Analysed& a) {
+    a.features = engine.features_of_bytes(bytes.data(), bytes.size(), false, want_logits ? &a.logits : nullptr);
+  });
+}
+
 // Like analyse, and each photo's heatmap drawn to `where` (the PNG for one photo, a folder for several).
 std::vector<Analysed> draw_heatmaps(Engine& engine, const std::vector<std::string>& images, const std::string& where, int k) {
   namespace fs = std::filesystem;
@@ -42,26 +50,15 @@ std::vector<Analysed> draw_heatmaps(Engine& engine, const std::vector<std::strin
     fs::create_directories(where, ec);
     if (!fs::is_directory(where)) throw Error("--heatmap " + where + ": cannot make that folder (" + ec.message() + "); give a folder for several photos");
   }
-  std::vector<Analysed> out(images.size());
-  Progress bar("heatmaps", images.size());
-  for (size_t i = 0; i < images.size(); ++i) {
-    try {
-      auto bytes = read_file(images[i]);
-      const Image photo = decode_image(bytes.data(), bytes.size());
-      const Explained x = engine.explain_image(photo, k);
-      out[i].features = x.features;
-      char caption[200];
-      std::snprintf(caption, sizeof caption, "where it sees %s (%.1f%%)", x.top[0].label.c_str(), 100.0 * x.top[0].probability);
-      const std::string png = images.size() > 1 ? (fs::path(where) / (fs::path(images[i]).stem().string() + ".heatmap.png")).string() : where;
-      draw_heatmap(photo, x.heatmap, caption).save_png(png);
-    } catch (const Error& e) {
-      out[i].error = e.what();
-      std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());
-    }
-    if (images.size() > 1) bar.update(i + 1);
-  }
-  if (images.size() > 1) bar.finish();
-  return out;
+  return for_each_image(images, "heatmaps", [&](const std::vector<uint8_t>& bytes, size_t i, Analysed& a) {
+    const Image photo = decode_image(bytes.data(), bytes.size());
+    const Explained x = engine.explain_image(photo, k);
+    a.features = x.features;
+    char caption[200];
+    std::snprintf(caption, sizeof caption, "where it sees %s (%.1f%%)", x.top[0].label.c_str(), 100.0 * x.top[0].probability);
+    const std::string png = images.size() > 1 ? (fs::path(where) / (fs::path(images[i]).stem().string() + ".heatmap.png")).string() : where;
+    draw_heatmap(photo, x.heatmap, caption).save_png(png);
+  });
 }
 
 json predictions_json(const std::vector<Prediction>& ps) {

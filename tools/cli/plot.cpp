@@ -115,10 +115,7 @@ std::string Canvas::png() const {
 void Canvas::save_png(const std::string& path) const { write_file(path, png()); }
 
 Canvas draw_heatmap(const Image& photo, const Heatmap& map, const std::string& caption, int max_side) {
-  const Image img = thumbnail(photo, max_side);
-  const int strip = 8 + Canvas::text_height(2);
-  Canvas c(img.width, img.height + strip, Color{255, 255, 255});
-  c.blit(img, 0, 0);
+  Image over = thumbnail(photo, max_side);
   // bilinear between cell centres: the grid covers the whole photo (the engine stretches it)
   auto value = [&](double fx, double fy) {
     const double gx = std::clamp(fx * map.width - 0.5, 0.0, map.width - 1.0), gy = std::clamp(fy * map.height - 0.5, 0.0, map.height - 1.0);
@@ -127,19 +124,17 @@ Canvas draw_heatmap(const Image& photo, const Heatmap& map, const std::string& c
     auto at = [&](int x, int y) { return double(map.values[size_t(y) * map.width + x]); };
     return (1 - ay) * ((1 - ax) * at(x0, y0) + ax * at(x1, y0)) + ay * ((1 - ax) * at(x0, y1) + ax * at(x1, y1));
   };
-  std::vector<uint8_t> rgb = c.rgb();
-  for (int y = 0; y < img.height; ++y)
-    for (int x = 0; x < img.width; ++x) {
+  for (int y = 0; y < over.height; ++y)
+    for (int x = 0; x < over.width; ++x) {
       // where it does not look fades to dark; where it does gets a red tint
-      const double v = value((x + 0.5) / img.width, (y + 0.5) / img.height), a = 0.45 * v, dim = 0.3 + 0.7 * v;
+      const double v = value((x + 0.5) / over.width, (y + 0.5) / over.height), a = 0.45 * v, dim = 0.3 + 0.7 * v;
       const double col[3] = {255, 40, 40};
-      uint8_t* p = &rgb[(size_t(y) * img.width + x) * 3];
+      uint8_t* p = &over.rgb[(size_t(y) * over.width + x) * 3];
       for (int k = 0; k < 3; ++k) p[k] = uint8_t(std::lround((1 - a) * dim * p[k] + a * col[k]));
     }
-  Canvas out(img.width, img.height + strip, Color{255, 255, 255});
-  Image over{img.width, img.height, std::vector<uint8_t>(rgb.begin(), rgb.begin() + size_t(img.width) * img.height * 3)};
+  Canvas out(over.width, over.height + 8 + Canvas::text_height(2), Color{255, 255, 255});
   out.blit(over, 0, 0);
-  out.text(4, img.height + 4, caption, Color{40, 40, 40}, Canvas::text_width(caption, 2) <= img.width - 8 ? 2 : 1);
+  out.text(4, over.height + 4, caption, Color{40, 40, 40}, Canvas::text_width(caption, 2) <= over.width - 8 ? 2 : 1);
   return out;
 }
 
