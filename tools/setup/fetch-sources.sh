@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the pinned XNNPACK, pthreadpool, FXdiv and cpuinfo sources (Debian orig tarballs),
 # check their sha256 and unpack them under $PETAL_CACHE/src/<name>-<version>.
+#   fetch-sources.sh [binaryen] [emscripten]   (no argument: XNNPACK and its dependencies)
 # Idempotent: an unpacked, verified tree is reused.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -9,9 +10,9 @@ CACHE=${PETAL_CACHE:-/var/cache/petal}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$CACHE/dl" "$CACHE/src"
 
-fetch() {  # name pool-dir version sha256
+fetch() {  # name pool-dir version sha256 [tarball suffix]
   local name=$1 dir=$2 ver=$3 sha=$4
-  local file="${name}_${ver}.orig.tar.xz" dest="$CACHE/src/$name-$ver"
+  local file="${name}_${ver}.orig.${5:-tar.xz}" dest="$CACHE/src/$name-$ver"
   [ -f "$dest/.petal-ok" ] && return 0
   if ! { [ -f "$CACHE/dl/$file" ] && echo "$sha  $CACHE/dl/$file" | sha256sum -c --status; }; then
     echo "fetch: $MIRROR/pool/main/$dir/$name/$file" >&2
@@ -28,15 +29,24 @@ fetch() {  # name pool-dir version sha256
   fi
   rm -rf "$dest" && mkdir -p "$dest"
   # XNNPACK's tarball has no top directory; the others have one.
-  if [ "$(tar tJf "$CACHE/dl/$file" | cut -d/ -f1 | sort -u | wc -l)" -gt 1 ]; then
-    tar xJf "$CACHE/dl/$file" -C "$dest"
+  if [ "$(tar tf "$CACHE/dl/$file" | cut -d/ -f1 | sort -u | wc -l)" -gt 1 ]; then
+    tar xf "$CACHE/dl/$file" -C "$dest"
   else
-    tar xJf "$CACHE/dl/$file" -C "$dest" --strip-components=1
+    tar xf "$CACHE/dl/$file" -C "$dest" --strip-components=1
   fi
   touch "$dest/.petal-ok"
 }
-fetch xnnpack     x "$XNNPACK_VERSION"     "$XNNPACK_SHA256"
-fetch pthreadpool p "$PTHREADPOOL_VERSION" "$PTHREADPOOL_SHA256"
-fetch fxdiv       f "$FXDIV_VERSION"       "$FXDIV_SHA256"
-fetch cpuinfo     c "$CPUINFO_VERSION"     "$CPUINFO_SHA256"
+if [ $# -eq 0 ]; then
+  fetch xnnpack     x "$XNNPACK_VERSION"     "$XNNPACK_SHA256"
+  fetch pthreadpool p "$PTHREADPOOL_VERSION" "$PTHREADPOOL_SHA256"
+  fetch fxdiv       f "$FXDIV_VERSION"       "$FXDIV_SHA256"
+  fetch cpuinfo     c "$CPUINFO_VERSION"     "$CPUINFO_SHA256"
+fi
+for what in "$@"; do
+  case $what in
+    binaryen)   fetch binaryen   b "$BINARYEN_VERSION"   "$BINARYEN_SHA256" tar.gz ;;
+    emscripten) fetch emscripten e "$EMSCRIPTEN_VERSION" "$EMSCRIPTEN_SHA256" ;;
+    *) echo "error: fetch-sources.sh knows no source named $what" >&2; exit 2 ;;
+  esac
+done
 echo "sources ready in $CACHE/src" >&2

@@ -6,6 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PKGS=(build-essential cmake ninja-build pkg-config curl ca-certificates xz-utils patch git python3
       clang-14 libclang-rt-14-dev
+      clang-19 lld-19 llvm-19 node-acorn
       emscripten binaryen wabt
       libstb-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest libhdf5-dev
       chromium fonts-dejavu-core libjpeg-turbo-progs)
