@@ -2,11 +2,13 @@
 # Build XNNPACK + pthreadpool + cpuinfo static libraries from the pinned Debian sources, once
 # per variant, into $PETAL_CACHE/xnnpack/<version>-<variant>/ (reused while it exists).
 #   variants: native | native-asan | wasm-mt (SIMD128 + pthreads) | wasm-st (SIMD128, no threads)
+#             | wasm-mt-relaxed | wasm-st-relaxed (relaxed SIMD: XNNPACK's FMA and int8 dot-product
+#               kernels; built with tools/setup/build-emscripten.sh's Emscripten, clang-19)
 # Prints the prefix (lib/ and include/ inside) on stdout.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/deps.env"
-VARIANT=${1:?usage: build-xnnpack.sh native|native-asan|wasm-mt|wasm-st}
+VARIANT=${1:?usage: build-xnnpack.sh native|native-asan|wasm-mt|wasm-st|wasm-mt-relaxed|wasm-st-relaxed}
 CACHE=${PETAL_CACHE:-/var/cache/petal}
 JOBS=${JOBS:-$(nproc)}
 "$HERE/fetch-sources.sh"
@@ -17,7 +19,8 @@ BUILD_REV=4   # bump when the flags below change, so caches are rebuilt
 # Our own XNNPACK patches, applied in this order; the cache is keyed by their content too.
 PATCHES=(xnnpack-weights-outer.patch xnnpack-residual-add.patch xnnpack-winograd.patch)
 PATCH_ID=$(cd "$HERE" && cat "${PATCHES[@]}" | sha256sum | cut -c1-12)
-PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$VARIANT-r$BUILD_REV-$PATCH_ID
+KEY=$VARIANT; case $VARIANT in *-relaxed) KEY=$VARIANT-em$EMSCRIPTEN_VERSION ;; esac
+PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$KEY-r$BUILD_REV-$PATCH_ID
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # one build per variant at a time (parallel set-ups would clobber each other's build folder)
 mkdir -p "$CACHE/xnnpack"
@@ -54,6 +57,14 @@ if [ ! -f "$XNN/.petal-wasm-patched" ]; then
     || { echo "error: patching pthreadpool's CMakeLists.txt failed" >&2; exit 1; }
   touch "$XNN/.petal-wasm-patched"
 fi
+# The relaxed-SIMD kernels join the wasm build only when compiled with -mrelaxed-simd (XNNPACK's
+# configs then pick them: XNN_ARCH_WASMRELAXEDSIMD); inert for every other variant.
+if [ ! -f "$XNN/.petal-wasm-relaxed-patched" ]; then
+  sed -i 's/^ADD_LIBRARY(xnnpack-base INTERFACE)/IF(XNNPACK_TARGET_PROCESSOR STREQUAL "wasm" AND CMAKE_C_FLAGS MATCHES "-mrelaxed-simd")\n  LIST(APPEND PROD_MICROKERNEL_SRCS ${PROD_WASMRELAXEDSIMD_MICROKERNEL_SRCS})\n  LIST(APPEND NON_PROD_MICROKERNEL_SRCS ${NON_PROD_WASMRELAXEDSIMD_MICROKERNEL_SRCS})\nENDIF()\n&/' "$XNN/CMakeLists.txt"
+  grep -qF 'PROD_WASMRELAXEDSIMD_MICROKERNEL_SRCS})' "$XNN/CMakeLists.txt" \
+    || { echo "error: patching XNNPACK's CMakeLists.txt for relaxed SIMD failed" >&2; exit 1; }
+  touch "$XNN/.petal-wasm-relaxed-patched"
+fi
 # Our patches (each explains itself at its top and in its comments):
 # - xnnpack-weights-outer.patch: when a convolution's packed weights outgrow the cache, sweep the
 #   output pixels for each block of output channels rather than all output channels for each
@@ -78,9 +89,12 @@ case $VARIANT in
   native-asan) FLAGS="-fPIC -fsanitize=address,undefined -fno-omit-frame-pointer -g1" ;;
   wasm-mt)     CMAKE=(emcmake cmake); FLAGS="-msimd128 -pthread" ;;
   wasm-st)     CMAKE=(emcmake cmake); FLAGS="-msimd128" ;;
+  wasm-*-relaxed)
+    EMR=$("$HERE/build-emscripten.sh"); CMAKE=("$EMR/emcmake" cmake); FLAGS="-msimd128 -mrelaxed-simd"
+    [ "$VARIANT" = wasm-mt-relaxed ] && FLAGS="$FLAGS -pthread" ;;
   *) echo "unknown variant $VARIANT" >&2; exit 2 ;;
 esac
-if [ "${CMAKE[0]}" = emcmake ]; then
+if [[ "${CMAKE[0]}" == *emcmake ]]; then
   command -v emcmake >/dev/null || { echo "error: emcmake not found; install Debian's emscripten (apt-get install emscripten)" >&2; exit 1; }
   export NODE_PATH=/usr/share/nodejs${NODE_PATH:+:$NODE_PATH}; unset EM_CACHE
 fi
@@ -91,7 +105,7 @@ echo "building XNNPACK $XNNPACK_VERSION ($VARIANT) in $BUILD; a few minutes, onc
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_CXX_FLAGS="$FLAGS" \
   -DXNNPACK_LIBRARY_TYPE=static -DXNNPACK_BUILD_TESTS=OFF -DXNNPACK_BUILD_BENCHMARKS=OFF \
   -DXNNPACK_BUILD_ALL_MICROKERNELS=OFF -DXNNPACK_ENABLE_KLEIDIAI=OFF \
-  $( [ "${CMAKE[0]}" = emcmake ] && echo -DXNNPACK_ENABLE_ASSEMBLY=OFF ) \
+  $( [[ "${CMAKE[0]}" == *emcmake ]] && echo -DXNNPACK_ENABLE_ASSEMBLY=OFF ) \
   -DCPUINFO_SOURCE_DIR="$CPUI" -DFXDIV_SOURCE_DIR="$FXD" -DPTHREADPOOL_SOURCE_DIR="$PTP" \
   -DPython_EXECUTABLE="$(command -v python3)" > "$BUILD.configure.log" 2>&1 \
   || { tail -30 "$BUILD.configure.log" >&2; echo "error: configuring XNNPACK failed (log: $BUILD.configure.log)" >&2; exit 1; }
