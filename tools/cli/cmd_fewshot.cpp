@@ -73,11 +73,29 @@ Table select_rows(const FeatureTable& t, const std::vector<const std::vector<flo
 
 // Train a model on the classes in `keep` with the recipe, and give it the bank export would.
 Model base_model(const FeatureTable& train, const Recipe& r, const std::vector<int>& keep, const std::vector<std::string>& all_names,
-                 size_t bank_per_class, pthreadpool_t pool) {
+                 size_t bank_per_class, pthreadpool_t pool, bool holdout_bank = false) {
   std::vector<const std::vector<float>*> views{&train.features};
   if (r.flips) views.push_back(&train.flipped);
   for (auto& e : train.extra) views.push_back(&e);
-  Table t = select_rows(train, views, keep);
+  std::vector<int> keep_for_training = keep;
+  FeatureTable tr_without_bank;
+  const FeatureTable* tr = &train;
+  if (holdout_bank) {
+    // the bank's photos (choose_bank's choice) left out of the head's training: all their views
+    std::vector<bool> in_bank(train.files.size(), false);
+    for (size_t c = 0; c < keep.size(); ++c) {
+      std::vector<size_t> rows;
+      for (size_t i = 0; i < train.files.size(); ++i)
+        if (train.labels[i] == keep[c]) rows.push_back(i);
+      const auto perm = numpy_shuffle_permutation(rows.size(), 123 + uint32_t(c));
+      for (size_t j = 0; j < std::min(rows.size(), bank_per_class); ++j) in_bank[rows[perm[j]]] = true;
+    }
+    tr_without_bank = train;
+    for (size_t i = 0; i < train.files.size(); ++i)
+      if (in_bank[i]) tr_without_bank.labels[i] = -1;
+    tr = &tr_without_bank;
+  }
+  Table t = select_rows(*tr, views, keep_for_training);
   Model m;
   m.head = Head(int(train.dim), r.hidden, int(keep.size()), r.train.seed);
   FeatureSet fs{t.x.data(), t.y.data(), t.y.size(), train.dim};
@@ -136,7 +154,8 @@ void register_fewshot(CLI::App& app) {
   static int draws = 10, bank_per_class = 50, threads = 0, dump_k = 10, dump_draw = 0;
   static bool no_corrections = false, no_new_class = false, no_estimate = false;
   static Knobs kn;
-  static std::string dump_class;
+  static std::string dump_class, study;
+  static bool study_holdout = false;
   static bool no_views = false;
   cmd->add_option("data", data, "folder with one sub-folder of photos per class (split 0.2, seed 123)")->required();
   cmd->add_option("--model", model, "backbone bundle (default: the imported ResNet-50)");
@@ -166,6 +185,8 @@ void register_fewshot(CLI::App& app) {
   cmd->add_option("--dump-class", dump_class, "the class of --dump-case (default: the last)");
   cmd->add_option("--dump-k", dump_k, "k of --dump-case")->capture_default_str();
   cmd->add_option("--dump-draw", dump_draw, "draw of --dump-case")->capture_default_str();
+  cmd->add_flag("--study-holdout-bank", study_holdout, "with --dump-study: the base models train without their bank's photos");
+  cmd->add_option("--dump-study", study, "for studying methods outside Petal: write every feature (training views, validation) and each left-out class's base model (head + bank) to this folder, then stop");
   cmd->callback([] {
     TeachOptions opt = kn.opt;
     if (no_estimate) opt.estimate_folds = 0;
@@ -219,11 +240,81 @@ void register_fewshot(CLI::App& app) {
     struct Sums {
       std::vector<double> recall, precision, old_before, old_after, overall, est_error, est, old_est_error;
     };
+    if (!study.empty()) {
+      auto tensor = [](std::vector<size_t> shape, std::vector<float> data, DType st) {
+        Tensor tt;
+        tt.shape = std::move(shape);
+        tt.data = std::move(data);
+        tt.stored = st;
+        return tt;
+      };
+      Bundle f;
+      const size_t ntr = train.files.size();
+      f.tensors["train.view0"] = tensor({ntr, D}, train.features, DType::F32);
+      if (!train.flipped.empty()) f.tensors["train.mirror"] = tensor({ntr, D}, train.flipped, DType::F32);
+      for (size_t e = 0; e < train.extra.size(); ++e) f.tensors["train.extra" + std::to_string(e)] = tensor({ntr, D}, train.extra[e], DType::F32);
+      f.tensors["train.labels"] = tensor({ntr}, std::vector<float>(train.labels.begin(), train.labels.end()), DType::I32);
+      f.tensors["val.features"] = tensor({nval, D}, val.features, DType::F32);
+      f.tensors["val.labels"] = tensor({nval}, std::vector<float>(val.labels.begin(), val.labels.end()), DType::I32);
+      f.metadata["class_names"] = json(d.class_names).dump();
+      if (!study_holdout) save_bundle_file(f, study + "/features.safetensors", DType::F32);
+      for (int L : targets) {
+        std::vector<int> keep;
+        for (size_t c = 0; c < C; ++c)
+          if (int(c) != L) keep.push_back(int(c));
+        const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get(), study_holdout);
+        Bundle out;
+        m.head.save(out);
+        out.tensors["bank.features"] = tensor({m.bank_labels.size(), D}, m.bank, DType::F32);
+        out.tensors["bank.labels"] = tensor({m.bank_labels.size()}, std::vector<float>(m.bank_labels.begin(), m.bank_labels.end()), DType::I32);
+        out.metadata["keep"] = json(keep).dump();
+        save_bundle_file(out, study + "/without-" + d.class_names[size_t(L)] + (study_holdout ? "-holdout" : "") + ".safetensors", DType::F32);
+      }
+      return;
+    }
     std::map<int, Sums> by_k;
     auto put = [](json& j) { std::printf("%s\n", j.dump().c_str()); std::fflush(stdout); };
     Progress progress("fewshot", (no_new_class ? 0 : targets.size() * k_list.size() * size_t(draws)) +
                                      (no_corrections ? 0 : parse_ints(ms, "--corrections").size() * size_t(draws)), "run");
     size_t done = 0;
+
+    // The ceiling: a model trained with the recipe on every class, all of the left-out class's
+    // training photos included. What it gets for each class (recall, precision) and what the
+    // other classes' accuracy becomes beside it bounds what teaching from k photos can reach.
+    struct Ceiling {
+      double recall, precision, old_before, old_after;
+    };
+    std::map<int, Ceiling> ceiling;
+    if (!no_new_class && dump.empty()) {
+      std::vector<int> all(C);
+      for (size_t c = 0; c < C; ++c) all[c] = int(c);
+      const Model full = base_model(train, r, all, d.class_names, size_t(bank_per_class), pool.get());
+      const auto pred = predict_all(full.head, val.features, nval, pool.get());
+      for (int L : targets) {
+        std::vector<int> keep;
+        for (size_t c = 0; c < C; ++c)
+          if (int(c) != L) keep.push_back(int(c));
+        const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get());
+        const auto before = predict_all(m.head, val.features, nval, pool.get());
+        size_t pos = 0, tp = 0, fp = 0, old_n = 0, ok_before = 0, ok_after = 0;
+        for (size_t i = 0; i < nval; ++i) {
+          const bool is_new = val.labels[i] == L;
+          pos += is_new;
+          tp += is_new && pred[i] == L;
+          fp += !is_new && pred[i] == L;
+          if (is_new) continue;
+          ++old_n;
+          ok_after += pred[i] == val.labels[i];
+          ok_before += keep[size_t(before[i])] == val.labels[i];
+        }
+        Ceiling c{double(tp) / double(pos), tp + fp ? double(tp) / double(tp + fp) : 0.0, double(ok_before) / double(old_n),
+                  double(ok_after) / double(old_n)};
+        ceiling[L] = c;
+        json j = {{"case", "ceiling"}, {"class", d.class_names[size_t(L)]}, {"recall", c.recall}, {"precision", c.precision},
+                  {"old_before", c.old_before}, {"old_after", c.old_after}};
+        put(j);
+      }
+    }
 
     if (!no_new_class) {
       for (int L : targets) {
@@ -390,6 +481,18 @@ void register_fewshot(CLI::App& app) {
                     s.est_error.empty() ? "-" : (std::to_string(pct(bias / double(s.est_error.size()))).substr(0, 5)).c_str(),
                     s.old_est_error.empty() ? "-" : (std::to_string(pct(ogap / double(s.old_est_error.size()))).substr(0, 5)).c_str());
       }
+    }
+    if (!ceiling.empty()) {
+      double rc = 0, pr = 0, ob = 0, oa = 0;
+      for (auto& [L, c] : ceiling) {
+        rc += c.recall;
+        pr += c.precision;
+        ob += c.old_before;
+        oa += c.old_after;
+      }
+      const double n = double(ceiling.size());
+      std::printf("%4s  %6.1f %8s  %6.1f %8s  %6.1f %8s  %6.1f %8s   (the ceiling: the recipe's model on every class, all the photos)\n", "all",
+                  pct(rc / n), "", pct(pr / n), "", pct(ob / n), "", pct(oa / n), "");
     }
     if (!by_m.empty()) {
       std::printf("\ncorrections (%d draws; accuracy on the other validation photos, %%):\n%9s  %8s  %15s  %6s\n", draws, "corrected", "before",
