@@ -82,7 +82,7 @@ def method_residual(m, xk, T=3.0, power=1.0, halluc=0, steps=200, lr=0.01, l2=0.
     typical = int(np.median(np.bincount(by)))
     rep = max(1, min(rep_max, -(-typical // k)))
     rows = [bx]; ys = [by]; wr = [np.ones(len(by))]
-    rows.append(np.repeat(xk, rep, 0)); ys.append(np.full(k * rep, C0)); wr.append(np.ones(k * rep))
+    rows.append(np.repeat(xk, rep, 0)); ys.append(np.full(k * rep, C0)); wr.append(np.full(k * rep, min(1.0, typical / (k * rep))))
     if halluc:
         # nearest old class mean to the new photos' mean, its within-class deviations transplanted
         mu = xk.mean(0)
