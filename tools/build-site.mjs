@@ -37,8 +37,9 @@ const modelFiles = fs.existsSync(path.join(web, 'model'))
   ? fs.readdirSync(path.join(web, 'model')).filter((f) => f.endsWith('.safetensors')) : [];
 
 for (const need of ['index.html', 'app.js', 'worker.js', 'sw.js']) if (!pageFiles.includes(need)) fail(`web/${need} is missing`);
-for (const need of ['petal-mt.js', 'petal-mt.wasm', 'petal-mt.worker.js', 'petal-st.js', 'petal-st.wasm']) {
-  if (!engineFiles.includes(need)) fail(`web/engine/${need} is missing: build the engine first with \`tools/build.sh wasm\``);
+for (const need of ['petal-mt.js', 'petal-mt.wasm', 'petal-mt.worker.js', 'petal-st.js', 'petal-st.wasm',
+  'petal-mt-relaxed.js', 'petal-mt-relaxed.wasm', 'petal-st-relaxed.js', 'petal-st-relaxed.wasm']) {
+  if (!engineFiles.includes(need)) fail(`web/engine/${need} is missing: build the engines first with \`tools/build.sh wasm wasm-relaxed\``);
 }
 if (!modelFiles.includes('petal.safetensors')) fail('web/model/petal.safetensors is missing: make the model first (see README)');
 

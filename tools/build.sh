@@ -2,13 +2,13 @@
 # Build Petal: native (engine, `petal` CLI, tests) and the two WebAssembly engines
 # (SIMD + threads, SIMD single-thread) into web/engine/. XNNPACK comes from the cache that
 # tools/setup/build-xnnpack.sh fills (built once per version).
-#   tools/build.sh [native] [wasm] [wasm-relaxed] [asan]     (default: native wasm)
+#   tools/build.sh [native] [wasm] [wasm-relaxed] [asan]     (default: all but asan)
 # wasm-relaxed: the same two engines with relaxed SIMD (petal-mt-relaxed, petal-st-relaxed), built
 # with trixie's Emscripten + Debian 12's clang-19 + binaryen 120 (tools/setup/build-emscripten.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 JOBS=${JOBS:-$(nproc)}
-targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(native wasm)
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(native wasm wasm-relaxed)
 wasm_engine() {  # name emcmake xnnpack-prefix cmake-options...: build web/engine/<name>.{js,wasm}
   local name=$1 emcmake=$2 prefix=$3; shift 3
   "$emcmake" cmake -G Ninja -S "$ROOT" -B "$ROOT/build/$name" -DPETAL_XNNPACK_PREFIX="$prefix" \

@@ -8,6 +8,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 step() { echo "== $*" >&2; }
 step "dependencies";  tools/setup/install-deps.sh
-step "build (native, wasm)"; tools/build.sh native wasm
+step "build (native, wasm, wasm-relaxed)"; tools/build.sh native wasm wasm-relaxed
 step "models"; tools/setup/make-models.sh
 echo "Petal is ready: npm start  →  http://127.0.0.1:8080" >&2

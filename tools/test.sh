@@ -12,7 +12,7 @@ step() { echo; echo "== $* ($(date +%H:%M:%S))"; }
 die() { echo "petal tests: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 
 step "dependencies"; tools/setup/install-deps.sh || die "installing dependencies failed"
-step "build: native, wasm, asan"; tools/build.sh native wasm asan || die "the build failed"
+step "build: native, wasm, wasm-relaxed, asan"; tools/build.sh native wasm wasm-relaxed asan || die "the build failed"
 step "models"; tools/setup/make-models.sh || die "making the models failed"
 
 passed=0 failed=0 failed_suites=()

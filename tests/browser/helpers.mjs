@@ -25,8 +25,8 @@ export function requireData() {
   for (const f of [DAISY, ROSE, TULIP]) {
     if (!fs.existsSync(f)) throw new Error(`test photo ${f} is missing: set PETAL_DATA to the folder that holds flower_photos/`);
   }
-  for (const f of ['engine/petal-mt.wasm', 'engine/petal-st.wasm', 'model/petal.safetensors']) {
-    if (!fs.existsSync(path.join(repoRoot, 'web', f))) throw new Error(`web/${f} is missing: run tools/build.sh wasm (engine) and make the model first`);
+  for (const f of ['engine/petal-mt.wasm', 'engine/petal-st.wasm', 'engine/petal-mt-relaxed.wasm', 'engine/petal-st-relaxed.wasm', 'model/petal.safetensors']) {
+    if (!fs.existsSync(path.join(repoRoot, 'web', f))) throw new Error(`web/${f} is missing: run tools/build.sh wasm wasm-relaxed (engines) and make the model first`);
   }
 }
 

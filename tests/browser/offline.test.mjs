@@ -77,7 +77,7 @@ test('from npm start: after one visit the page reloads, classifies, teaches and 
       return out;
     });
     const pageFiles = Object.entries(cached).filter(([n]) => n.startsWith('petal-page-')).flatMap(([, f]) => f);
-    for (const f of ['/', '/app.js', '/worker.js', '/style.css', '/favicon.svg', '/engine/petal-mt.js', '/engine/petal-mt.wasm', '/engine/petal-mt.worker.js']) {
+    for (const f of ['/', '/boot.js', '/app.js', '/worker.js', '/style.css', '/favicon.svg', '/engine/petal-mt-relaxed.js', '/engine/petal-mt-relaxed.wasm']) {
       assert.ok(pageFiles.includes(f), `${f} is kept for offline use (kept: ${pageFiles.join(' ')})`);
     }
     assert.ok(!pageFiles.some((f) => f.endsWith('.safetensors')), 'the model is not kept twice');
@@ -106,7 +106,7 @@ test('from npm start: after one visit the page reloads, classifies, teaches and 
     console.log(`  repeat visit, server stopped: engine ready ${offlineReadyMs} ms, first prediction ${offlineMs} ms after the reload; in the worker: ${await page.evaluate(() => document.body.dataset.timings)}`);
     assert.equal((await cardOf(page, path.basename(TULIP))).top, 'tulips', 'a dropped photo is classified offline');
     assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'kept files carry COOP/COEP: still isolated');
-    assert.equal(await page.locator('#engine-info').getAttribute('data-build'), 'mt', 'the threaded engine runs offline');
+    assert.equal(await page.locator('#engine-info').getAttribute('data-build'), 'mt-relaxed', 'the threaded engine runs offline');
     assert.match(await page.textContent('#engine-info'), /offline: using the model kept in this browser/);
     assert.equal(await page.locator('#fatal').isVisible(), false);
 
@@ -185,7 +185,7 @@ test('the static build (dist/) works offline too, isolated by its service worker
     await page.reload();
     await waitEngine(page);
     assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'headers added to kept files too');
-    assert.equal(await page.locator('#engine-info').getAttribute('data-build'), 'mt');
+    assert.equal(await page.locator('#engine-info').getAttribute('data-build'), 'mt-relaxed');
     await drop(page, [ROSE]);
     assert.equal((await cardOf(page, path.basename(ROSE))).top, 'roses');
   } finally {

@@ -22,7 +22,7 @@ test('without cross-origin isolation the single-thread engine classifies, and th
     const page = await openPage(context, server.url);
     assert.equal(await page.evaluate(() => crossOriginIsolated), false);
     const info = page.locator('#engine-info');
-    assert.equal(await info.getAttribute('data-build'), 'st');
+    assert.equal(await info.getAttribute('data-build'), 'st-relaxed');
     assert.equal(await info.getAttribute('data-threads'), '1');
     assert.match(await info.textContent(), /on one thread/);
     const note = page.locator('#isolation-note');
@@ -36,7 +36,7 @@ test('without cross-origin isolation the single-thread engine classifies, and th
       [path.basename(TULIP), 'done', 'tulips'],
     ]);
     await screenshot(page, 'single-thread');
-    assert.ok(requests.some((r) => r.url.endsWith('/engine/petal-st.wasm')), 'the single-thread engine was loaded');
+    assert.ok(requests.some((r) => r.url.endsWith('/engine/petal-st-relaxed.wasm')), 'the single-thread engine was loaded');
     assert.ok(!requests.some((r) => r.url.includes('petal-mt')), 'the threads build was not loaded');
     assert.deepEqual(foreignRequests(requests, server.url), []);
   } finally {

@@ -25,7 +25,7 @@ after(async () => {
 
 test('the built site holds the page, engine, model and service worker, but not the dev server', () => {
   for (const f of ['index.html', 'app.js', 'worker.js', 'sw.js', 'style.css', 'engine/petal-mt.js', 'engine/petal-mt.wasm',
-    'engine/petal-mt.worker.js', 'engine/petal-st.js', 'engine/petal-st.wasm', 'model/petal.safetensors']) {
+    'engine/petal-mt.worker.js', 'engine/petal-st.js', 'engine/petal-st.wasm', 'engine/petal-mt-relaxed.wasm', 'engine/petal-st-relaxed.wasm', 'model/petal.safetensors']) {
     assert.ok(fs.existsSync(path.join(out, f)), `dist/${f}`);
   }
   assert.ok(!fs.existsSync(path.join(out, 'server.mjs')), 'the dev server is not part of the site');
@@ -44,7 +44,7 @@ test('on a static host without COOP/COEP the service worker makes the page isola
     await waitEngine(page);
     assert.equal(navigations, 2, 'exactly one reload');
     const info = page.locator('#engine-info');
-    assert.equal(await info.getAttribute('data-build'), 'mt');
+    assert.equal(await info.getAttribute('data-build'), 'mt-relaxed');
     assert.ok(Number(await info.getAttribute('data-threads')) >= 2);
     assert.equal(await page.locator('#isolation-note').isVisible(), false);
     await choose(page, [ROSE]);

@@ -1,0 +1,91 @@
+// The page picks its engine build by feature detection: where the browser validates a relaxed-SIMD
+// instruction (Chromium) it runs petal-*-relaxed, elsewhere (Safari, or Chromium with relaxed SIMD
+// turned off) the SIMD128 build. Relaxed fused multiply-adds round differently from a multiply
+// then an add, so the two builds' probabilities are compared within a tolerance (1e-4), not bit for bit.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { DAISY, ROSE, TULIP, requireData, serve, launch, freshContext, openPage, drop, cards } from './helpers.mjs';
+
+let server;
+before(async () => {
+  requireData();
+  server = await serve();
+});
+after(async () => {
+  await server?.close();
+});
+
+// Every card's full probabilities, by file name.
+async function probabilities(page) {
+  return page.$$eval('.card', (cs) => Object.fromEntries(cs.map((c) => [c.querySelector('.name').textContent,
+    Object.fromEntries([...c.querySelectorAll('.pred')].map((b) => [b.dataset.label, Number(b.dataset.probability)]))])));
+}
+
+async function classifyWith(browser, url, { noRelaxed = false } = {}) {
+  const { context, requests } = await freshContext(browser);
+  try {
+    // Chromium 156 cannot turn relaxed SIMD off (--js-flags are not honoured for it), so a browser
+    // without it is one whose WebAssembly.validate refuses any relaxed-SIMD opcode (0xfd, then
+    // 0x100-0x113 as LEB128), as Safari's does.
+    if (noRelaxed) {
+      await context.addInitScript(() => {
+        const validate = WebAssembly.validate.bind(WebAssembly);
+        WebAssembly.validate = (bytes) => {
+          const b = new Uint8Array(bytes.buffer ? bytes.buffer : bytes, bytes.byteOffset || 0, bytes.byteLength);
+          for (let i = 0; i + 2 < b.length; ++i) if (b[i] === 0xfd && b[i + 1] >= 0x80 && b[i + 1] <= 0x93 && b[i + 2] === 0x02) return false;
+          return validate(bytes);
+        };
+      });
+    }
+    const page = await openPage(context, url);
+    const info = page.locator('#engine-info');
+    const build = await info.getAttribute('data-build');
+    const text = await info.textContent();
+    await drop(page, [DAISY, ROSE, TULIP]);
+    const got = await cards(page);
+    assert.deepEqual(got.map((c) => [c.name, c.state, c.top]), [
+      [path.basename(DAISY), 'done', 'daisy'], [path.basename(ROSE), 'done', 'roses'], [path.basename(TULIP), 'done', 'tulips']]);
+    const wasm = [...new Set(requests.map((r) => r.url).filter((u) => u.endsWith('.wasm')).map((u) => path.basename(new URL(u).pathname)))];
+    return { build, text, wasm, probs: await probabilities(page) };
+  } finally {
+    await context.close();
+  }
+}
+
+test('Chromium runs the relaxed-SIMD build and says so; ?simd=128 runs the SIMD128 build; they agree within 1e-4', async () => {
+  const browser = await launch();
+  try {
+    const relaxed = await classifyWith(browser, server.url);
+    assert.equal(relaxed.build, 'mt-relaxed');
+    assert.match(relaxed.text, /relaxed SIMD/);
+    assert.deepEqual(relaxed.wasm, ['petal-mt-relaxed.wasm']);
+    const simd = await classifyWith(browser, `${server.url}?simd=128`);
+    assert.equal(simd.build, 'mt');
+    assert.doesNotMatch(simd.text, /relaxed/);
+    assert.deepEqual(simd.wasm, ['petal-mt.wasm']);
+    let worst = 0;
+    for (const [name, probs] of Object.entries(relaxed.probs)) {
+      for (const [label, p] of Object.entries(probs)) {
+        assert.ok(label in simd.probs[name], `${name}: ${label} is among the SIMD128 build's top classes too`);
+        worst = Math.max(worst, Math.abs(p - simd.probs[name][label]));
+      }
+    }
+    console.log(`  relaxed vs SIMD128 build: largest probability difference ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-4, `relaxed and SIMD128 probabilities differ by ${worst}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a browser without relaxed SIMD gets the SIMD128 build', async () => {
+  const browser = await launch();
+  try {
+    const r = await classifyWith(browser, server.url, { noRelaxed: true });
+    assert.equal(r.build, 'mt');
+    assert.doesNotMatch(r.text, /relaxed/);
+    assert.deepEqual(r.wasm, ['petal-mt.wasm']);
+  } finally {
+    await browser.close();
+  }
+});
