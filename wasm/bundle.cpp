@@ -118,7 +118,7 @@ Bundle read_bundle(const uint8_t* bytes, size_t size, const std::string& what) {
     if (t.stored == DType::F32) {
       std::memcpy(t.data.data(), p, numel * 4);
     } else if (t.stored == DType::F16) {
-      for (size_t i = 0; i < numel; ++i) t.data[i] = half_to_float(uint16_t(p[2 * i] | (p[2 * i + 1] << 8)));
+      halves_to_floats(p, numel, t.data.data());
     } else {
       for (size_t i = 0; i < numel; ++i) {
         int32_t x;

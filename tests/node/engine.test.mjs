@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { backbonePath, dataDir, flowerFiles, loadPetal, maxAbs, maxAbsDiff, petalCli, readF32, requireFile } from './support.mjs';
+import { backbonePath, dataDir, flowerFiles, loadPetal, maxAbs, maxAbsDiff, petalCli, readF32, repoRoot, requireFile } from './support.mjs';
 
 const bundle = fs.readFileSync(requireFile(backbonePath));
 const golden = JSON.parse(fs.readFileSync(requireFile(path.join(dataDir, 'golden/index.json')), 'utf8'));
@@ -99,6 +99,61 @@ test('teach a model without a head in wasm on real features; export and import i
   fresh.importHead(exported);
   for (const [, f] of held) assert.deepEqual(fresh.classifyFeatures(f, 3), engines.mt.classifyFeatures(f, 3));
   fresh.delete();
+});
+
+// A safetensors file as {header (without __metadata__), metadata, data: Buffer of its tensors}, and back.
+function parseBundle(bytes) {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(buf.readBigUInt64LE(0));
+  const { __metadata__: metadata, ...header } = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const tensors = {};
+  for (const [name, t] of Object.entries(header)) tensors[name] = { ...t, bytes: buf.subarray(8 + n + t.data_offsets[0], 8 + n + t.data_offsets[1]) };
+  return { metadata, tensors };
+}
+function writeBundle({ metadata, tensors }) {
+  const header = { __metadata__: metadata };
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
+    offset += t.bytes.length;
+  }
+  let text = JSON.stringify(header);
+  text += ' '.repeat((8 - ((8 + Buffer.byteLength(text)) % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
+  return Buffer.concat([len, Buffer.from(text), ...Object.values(tensors).map((t) => t.bytes)]);
+}
+// The float32 bits of an fp16 value, the textbook way.
+function halfBits(h) {
+  const sign = (h & 0x8000) << 16;
+  let exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  if (exp === 0 && man === 0) return sign >>> 0;
+  if (exp === 0) {
+    exp = 127 - 15 + 1;
+    while ((man & 0x400) === 0) { man <<= 1; exp--; }
+    return (sign | (exp << 23) | ((man & 0x3ff) << 13)) >>> 0;
+  }
+  if (exp === 31) return (sign | 0x7f800000 | (man << 13)) >>> 0;
+  return (sign | ((exp + 127 - 15) << 23) | (man << 13)) >>> 0;
+}
+
+test('every fp16 value is read exactly (the page model stores its weights as fp16), in both builds', () => {
+  const pageModel = fs.readFileSync(requireFile(path.join(repoRoot, 'web/model/petal.safetensors')));
+  for (const [mod, threads] of [[mt, 2], [st, 1]]) {
+    const engine = new mod.Engine(pageModel, threads);
+    // a feature bank that holds each of the 65536 fp16 bit patterns once
+    const model = parseBundle(engine.exportBundle(false, false));
+    const dim = engine.featureDim(), rows = 65536 / dim;
+    const halves = Buffer.alloc(2 * 65536);
+    for (let h = 0; h < 65536; h++) halves.writeUInt16LE(h, 2 * h);
+    model.tensors['bank.features'] = { dtype: 'F16', shape: [rows, dim], bytes: halves };
+    model.tensors['bank.labels'] = { dtype: 'I32', shape: [rows], bytes: Buffer.alloc(4 * rows) };
+    engine.importHead(writeBundle(model));
+    const got = new Uint32Array(engine.bankFeatures().buffer);
+    assert.equal(got.length, 65536);
+    for (let h = 0; h < 65536; h++) if (got[h] !== halfBits(h)) assert.fail(`fp16 0x${h.toString(16)} read as 0x${got[h].toString(16)}, not 0x${halfBits(h).toString(16)}`);
+    engine.delete();
+  }
 });
 
 test('bad input gives a JS exception with a one-line message, never a crash', () => {
