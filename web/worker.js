@@ -26,7 +26,7 @@ function message(e) {
 // ---- requests --------------------------------------------------------------------------
 
 async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
-  const started = performance.now();
+  const started = performance.now();  // (this worker's clock starts when the page makes it)
   try {
     importScripts(`engine/petal-${build}.js`);
   } catch (e) {
@@ -48,7 +48,11 @@ async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
   const modelPromise = self.loadModel(new URL(modelUrl, self.location.href).href,
     (p) => post({ event: 'download', ...p }));
   const since = (t) => Math.round(performance.now() - t);
-  const timings = {};
+  // Where a start's time goes (ms): this worker's scripts until init, then from init the engine
+  // module (fetch, compile, instantiate, its threads) and, alongside, the model (read or
+  // downloaded); then the engine built from the model (copyMs + parseMs: the file into the
+  // engine's memory and its fp16 weights to fp32; buildMs: XNNPACK packing them).
+  const timings = { scriptsMs: Math.round(started) };
   modulePromise.then(() => { timings.wasmMs = since(started); });
   modelPromise.then(() => { timings.modelMs = since(started); });
   const [mod, model] = await Promise.all([modulePromise, modelPromise]);
@@ -61,10 +65,10 @@ async function init({ build, threads, int8 = false, modelUrl, stopBuffer }) {
     throw new Error(`the model file could not be used: ${message(e)}`);
   }
   timings.engineMs = since(t);
+  Object.assign(timings, engine.loadTimings());
   const cacheNote = await model.keep();
   model.bytes = null;
   if (!engine.hasHead()) throw new Error('the model has no classifier head; the page needs a trained Petal model (web/model/petal.safetensors)');
-  shippedHead = engine.exportBundle(false, false);
   if (stopBuffer) stopFlag = new Int32Array(stopBuffer);
   return {
     build,
@@ -195,7 +199,7 @@ function importHead({ bytes }) {
 }
 
 function reset() {
-  engine.importHead(shippedHead);
+  engine.importHead(shippedHead);  // (kept right after init answered)
   return { result: { classNames: engine.classNames(), bankRows: engine.bankRows() } };
 }
 
@@ -217,8 +221,12 @@ self.onmessage = (ev) => {
       if (!handlers[type]) throw new Error(`unknown request ${type}`);
       if (type !== 'init' && !engine) throw new Error('the engine is not ready');
       const out = await handlers[type](args);
-      if (type === 'init') post({ id, ok: true, result: out });
-      else if (out.error) post({ id, ok: true, result: { error: out.error } });
+      if (type === 'init') {
+        post({ id, ok: true, result: out });
+        // The model as shipped, for Reset: taken after the answer, so that the page is ready
+        // sooner, and before any request can change the head.
+        shippedHead = engine.exportBundle(false, false);
+      } else if (out.error) post({ id, ok: true, result: { error: out.error } });
       else post({ id, ok: true, result: out.result }, out.transfer || []);
     } catch (e) {
       post({ id, ok: false, error: message(e) });
