@@ -14,8 +14,6 @@ import { exportOnnx } from './onnx-export.js';
 import { addWhereItLooks, hideAllWhereItLooks } from './heatmap.js';
 import './units.js';  // self.formatMB, self.megabytes (shared with the worker)
 
-const MODEL_URL = 'model/petal.safetensors';
-
 const $ = (id) => document.getElementById(id);
 const show = (node, on = true) => { node.hidden = !on; };
 
@@ -50,14 +48,6 @@ let lastStamp = 0;
 const stamp = () => (lastStamp = Math.max(Date.now(), lastStamp + 1));
 const allClasses = () => [...state.classNames, ...state.extraClasses];
 
-// Which engine precision to run: ?engine=int8|fp32 in the URL, else the last choice, else fp32.
-const PRECISION_KEY = 'petal-engine-precision';
-function enginePrecision() {
-  const asked = new URL(location.href).searchParams.get('engine');
-  if (asked === 'int8' || asked === 'fp32') return asked;
-  try { return localStorage.getItem(PRECISION_KEY) === 'int8' ? 'int8' : 'fp32'; } catch { return 'fp32'; }
-}
-
 // text: a string, or an array of strings and DOM nodes (never HTML).
 function setStatus(id, text, kind) {
   const node = $(id);
@@ -86,13 +76,13 @@ function validateClass(name, allowExisting) {
 // ---- the engine ------------------------------------------------------------------------
 
 async function startEngine() {
-  const isolated = self.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined';
-  const build = isolated ? 'mt' : 'st';
-  const threads = isolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 4, 8)) : 1;
-  show($('isolation-note'), !isolated);
-  state.stop = isolated ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  // web/boot.js started the worker and its init from the page's <head> (or, where the page was
+  // to reload first, has not: then it starts now); which engine runs is boot.js's plan.
+  const started = self.petalBoot.started || self.petalBoot.start();
+  show($('isolation-note'), !started.plan.isolated);
+  state.stop = started.plan.stop;
 
-  engine = new EngineClient('worker.js');
+  engine = new EngineClient(started);
   engine.on('download', (p) => {
     if (p.phase === 'starting') {
       $('download-text').textContent = 'Starting the engine…';
@@ -117,8 +107,7 @@ async function startEngine() {
 
   show($('download'));
   $('download-text').textContent = 'Loading the model…';
-  const int8 = enginePrecision() === 'int8';
-  const info = await engine.call('init', { build, threads, int8, modelUrl: MODEL_URL, stopBuffer: state.stop ? state.stop.buffer : null });
+  const info = await engine.adoptInit();
   state.info = info;
   document.body.dataset.timings = JSON.stringify(info.timings);
   // Every limit the page states or checks is the engine's own.
@@ -126,7 +115,8 @@ async function startEngine() {
   $('size-limit').textContent = ` · up to ${formatMB(info.limits.maxImageBytes)} each`;
   state.classNames = info.classNames;
   show($('download'), false);
-  const how = info.threadsBuild ? `WebAssembly SIMD with ${info.threads} threads` : 'WebAssembly SIMD on one thread';
+  const simd = /-relaxed$/.test(info.build) ? 'WebAssembly relaxed SIMD' : 'WebAssembly SIMD';
+  const how = info.threadsBuild ? `${simd} with ${info.threads} threads` : `${simd} on one thread`;
   const kept = info.offline ? 'offline: using the model kept in this browser'
     : info.fromCache ? 'model loaded from this browser’s storage' : info.cacheNote ? '' : 'model kept in this browser for next time';
   const precision = info.int8 ? 'int8 (faster)' : 'fp32';
@@ -143,7 +133,7 @@ async function startEngine() {
   swap.textContent = info.int8 ? 'Use exact fp32' : 'Use faster int8';
   swap.title = info.int8 ? 'Full-precision convolutions (slower)' : 'int8 convolutions: faster, predictions within a few tenths of a percent';
   swap.addEventListener('click', () => {
-    try { localStorage.setItem(PRECISION_KEY, other); } catch { /* private mode: the URL carries it */ }
+    try { localStorage.setItem(self.petalBoot.PRECISION_KEY, other); } catch { /* private mode: the URL carries it */ }
     const url = new URL(location.href);
     url.searchParams.set('engine', other);
     location.href = url.href;
