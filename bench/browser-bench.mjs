@@ -3,7 +3,10 @@
 // Prints one JSON line per measurement, then tables (Markdown).
 //
 //   node bench/browser-bench.mjs [--runs 10] [--warmup 2] [--batches 1,8] [--cold 3] [--no-cold]
-//                                [--engines petal-mt:2,petal-st:1,ort:1,ort:2,tfjs:1,tfjs:2]
+//                                [--engines petal-mt:2,petal-st:1,petal-mt-int8:2,petal-mt-relaxed:2,
+//                                           petal-mt-relaxed-int8:2,ort:1,ort:2,tfjs:1,tfjs:2]
+// petal-mt-relaxed(-int8) are the relaxed-SIMD builds (web/engine/petal-*-relaxed.*), the ones the
+// page runs in Chromium; petal-mt(-int8) the SIMD128 builds other browsers get.
 //
 // Latency: every engine in its own Web Worker of one cross-origin isolated page (COOP/COEP from
 // the local server below), inputs = the golden tensors (10 flower photos preprocessed), each
@@ -21,7 +24,7 @@ import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import { backbonePath, benchDir, dataDir, engineDir, machine, maxAbs, maxAbsDiff, need, parseArgs, petalCli, repoRoot, stats, table } from './lib.mjs';
 
-const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', cold: 3, 'no-cold': false, engines: 'petal-mt:2,petal-st:1,petal-mt-int8:2,ort:1,ort:2,tfjs:1,tfjs:2', 'cold-engines': 'petal-mt:2,petal-st:1,petal-mt-int8:2,ort:2,tfjs:2', port: 0, chromium: '/usr/bin/chromium', gap: 50 });
+const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', cold: 3, 'no-cold': false, engines: 'petal-mt:2,petal-st:1,petal-mt-int8:2,petal-mt-relaxed:2,petal-mt-relaxed-int8:2,ort:1,ort:2,tfjs:1,tfjs:2', 'cold-engines': 'petal-mt:2,petal-st:1,petal-mt-int8:2,petal-mt-relaxed:2,ort:2,tfjs:2', port: 0, chromium: '/usr/bin/chromium', gap: 50 });
 const out = (o) => console.log(JSON.stringify(o));
 const SIZE = 224, PER = SIZE * SIZE * 3, DIM = 2048;
 

@@ -2,7 +2,9 @@
 // its `petal onnx` export) and the same inputs. Prints one JSON line per measurement, then a table.
 //
 //   node bench/node-bench.mjs [--runs 10] [--warmup 2] [--batches 1,8] [--photos 40] [--no-photos]
-//                             [--no-int8] [--no-native]
+//                             [--no-int8] [--no-native] [--no-relaxed]
+// --no-relaxed leaves out the relaxed-SIMD builds (petal-wasm-mt-relaxed, fp32 and int8), which
+// node 20 runs only behind --experimental-wasm-relaxed-simd (set below, before any wasm compiles).
 // Also the native `petal bench` (fp32 and int8), one process per round, next to onnxruntime-node.
 //
 // Latency: the golden input tensors (real flower photos, preprocessed), batch 1 and 8, every engine
@@ -14,12 +16,14 @@
 // (so its number leaves out decoding, which flatters it).
 import fs from 'node:fs';
 import path from 'node:path';
+import v8 from 'node:v8';
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import * as ort from 'onnxruntime-node';
 import { backbonePath, benchDir, dataDir, engineDir, flowerSample, machine, maxAbs, maxAbsDiff, need, parseArgs, petalCli, readF32, repoRoot, stats, table } from './lib.mjs';
 
-const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', photos: 40, 'no-photos': false, onnx: '', 'no-int8': false, 'no-native': false, gap: 30 });
+const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', photos: 40, 'no-photos': false, onnx: '', 'no-int8': false, 'no-native': false, 'no-relaxed': false, gap: 30 });
+if (!args['no-relaxed']) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');  // before any module compiles
 const batches = args.batches.split(',').map(Number);
 const maxBatch = Math.max(...batches);
 const SIZE = 224, PER = SIZE * SIZE * 3, DIM = 2048;
@@ -52,10 +56,13 @@ if (!args['no-int8'] && (!fs.existsSync(int8Path) || fs.statSync(int8Path).mtime
 const mt = await loadPetal('mt', 2);
 const st = await loadPetal('st', 1);
 const engines = [];
+const relaxed = args['no-relaxed'] ? null : await loadPetal('mt-relaxed', 2);
 const petalConfigs = [['petal-wasm-mt', mt, 2, bundle], ['petal-wasm-mt', mt, 1, bundle], ['petal-wasm-st', st, 1, bundle]];
+if (relaxed) petalConfigs.push(['petal-wasm-mt-relaxed', relaxed, 2, bundle]);
 if (!args['no-int8']) {
   const int8 = fs.readFileSync(int8Path);
   petalConfigs.push(['petal-wasm-mt-int8', mt, 2, int8], ['petal-wasm-mt-int8', mt, 1, int8]);
+  if (relaxed) petalConfigs.push(['petal-wasm-mt-relaxed-int8', relaxed, 2, int8]);
 }
 for (const [name, mod, threads, bytes] of petalConfigs) {
   const e = new mod.Engine(bytes, threads);

@@ -4,7 +4,7 @@
 'use strict';
 
 const params = new URL(self.location.href).searchParams;
-const ENGINE = params.get('engine');       // petal-mt | petal-st | petal-mt-int8 | petal-st-int8 | ort | tfjs
+const ENGINE = params.get('engine');       // petal-(mt|st)[-relaxed][-int8] | ort | tfjs
 const THREADS = Number(params.get('threads') || 1);
 const SIZE = 224, PER = SIZE * SIZE * 3;
 
@@ -62,8 +62,10 @@ async function init() {
   const t0 = performance.now();
   const marks = {};
   const since = () => Math.round(performance.now() - t0);
-  if (/^petal-(mt|st)(-int8)?$/.test(ENGINE)) {
-    const build = ENGINE.slice(6, 8);
+  if (/^petal-(mt|st)(-relaxed)?(-int8)?$/.test(ENGINE)) {
+    // -relaxed: the relaxed-SIMD build (petal-mt-relaxed.js, ...), as the page picks it where
+    // relaxed SIMD validates; without it, the SIMD128 build.
+    const build = ENGINE.slice(6, 8) + (ENGINE.includes('-relaxed') ? '-relaxed' : '');
     // -int8: the same weights marked by `petal quantize` (int8 convolutions, quantised at load).
     const modelUrl = ENGINE.endsWith('-int8') ? '/models/petal-int8.safetensors' : '/models/petal.safetensors';
     importScripts(`/engine/petal-${build}.js`);
@@ -78,6 +80,7 @@ async function init() {
     const engine = new mod.Engine(model, THREADS);
     marks.engine = since();
     info.threads = engine.threads();
+    info.build = `petal-${build}`;
     run = async (x, n) => engine.featuresOfInputs(x, n);
   } else if (ENGINE === 'ort') {
     importScripts('/ort/ort.wasm.min.js');

@@ -9,7 +9,9 @@
 //     photos, or N/4 when N < 2000) and the end, and the page's JS heap (measured after a forced
 //     garbage collection, through the DevTools protocol) grows only by what each card keeps.
 //
-//   node tests/browser/many-photos.bench.mjs [N=300] [--no-isolation]
+//   node tests/browser/many-photos.bench.mjs [N=300] [--no-isolation] [--query engine=int8&simd=128]
+// --query: URL options for the page (web/boot.js: engine=int8|fp32, simd=128 for the SIMD128 build);
+// the engine line's build (data-build) and precision are printed, so the run says what it measured.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +19,8 @@ import { photosDir, requireData, serve, launch, freshContext, openPage, screensh
 
 const N = Number(process.argv.find((a) => /^\d+$/.test(a)) || 300);
 const isolation = !process.argv.includes('--no-isolation');
+const qi = process.argv.indexOf('--query');
+const query = qi > 0 ? process.argv[qi + 1].replace(/^\?/, '') : '';
 const CHECKPOINT = Math.min(500, Math.max(1, Math.floor(N / 4)));
 // What one more photo may add to the page's JS heap: its 2048 features (8 KB), predictions, a
 // thumbnail Blob handle and the card's DOM wrappers are expected; much more means a leak.
@@ -65,7 +69,7 @@ try {
       }).observe(document.getElementById('grid'), { subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'] });
     });
   });
-  const page = await openPage(context, server.url);
+  const page = await openPage(context, query ? `${server.url}${server.url.includes('?') ? '&' : '?'}${query}` : server.url);
   const cdp = await context.newCDPSession(page);
   const sample = () => page.evaluate(async () => {
     const s = await window.petalStats();
@@ -85,7 +89,8 @@ try {
   const row = (t, s) => console.log(`${(t / 1000).toFixed(1).padStart(7)} s  ${String(s.done).padStart(5)}/${N}  ` +
     `wasm ${s.wasmMB.toFixed(0)} MB  js heap ${s.heapMB.toFixed(1)} MB (+ ${s.backingMB.toFixed(1)} MB array buffers)  ` +
     `dom ${s.nodes} nodes  longest task ${s.longestTaskMs.toFixed(0)} ms`);
-  console.log(`${N} photos, ${isolation ? 'threads build' : 'single-thread build'}, engine ready in ${page.readyMs} ms`);
+  const built = await page.evaluate(() => [...document.querySelectorAll('[data-build]')].map((e) => `${e.dataset.build}: ${e.textContent.trim()}`).join(' | '));
+  console.log(`${N} photos, ${isolation ? 'threads build' : 'single-thread build'}${query ? `, ?${query}` : ''}, engine ready in ${page.readyMs} ms; engine line: ${built || '(no data-build)'}`);
   row(0, await full(true));
   await page.evaluate(() => { window.__longestDuring = 0; });
   const t0 = Date.now();
