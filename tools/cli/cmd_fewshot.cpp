@@ -77,39 +77,52 @@ Model base_model(const FeatureTable& train, const Recipe& r, const std::vector<i
   std::vector<const std::vector<float>*> views{&train.features};
   if (r.flips) views.push_back(&train.flipped);
   for (auto& e : train.extra) views.push_back(&e);
-  std::vector<int> keep_for_training = keep;
-  FeatureTable tr_without_bank;
+  // The bank: export's choice among the kept classes' photos (view 0).
+  const Table photos = select_rows(train, {&train.features}, keep);
+  const auto bank = bank_rows(photos.y, keep.size(), bank_per_class, 123);
+  FeatureTable without_bank;
   const FeatureTable* tr = &train;
-  if (holdout_bank) {
-    // the bank's photos (choose_bank's choice) left out of the head's training: all their views
-    std::vector<bool> in_bank(train.files.size(), false);
-    for (size_t c = 0; c < keep.size(); ++c) {
-      std::vector<size_t> rows;
-      for (size_t i = 0; i < train.files.size(); ++i)
-        if (train.labels[i] == keep[c]) rows.push_back(i);
-      const auto perm = numpy_shuffle_permutation(rows.size(), 123 + uint32_t(c));
-      for (size_t j = 0; j < std::min(rows.size(), bank_per_class); ++j) in_bank[rows[perm[j]]] = true;
-    }
-    tr_without_bank = train;
+  if (holdout_bank) {  // the bank's photos left out of the head's training, all their views
+    std::vector<size_t> kept;  // photos' rows -> train rows
     for (size_t i = 0; i < train.files.size(); ++i)
-      if (in_bank[i]) tr_without_bank.labels[i] = -1;
-    tr = &tr_without_bank;
+      if (std::find(keep.begin(), keep.end(), train.labels[i]) != keep.end()) kept.push_back(i);
+    without_bank = train;
+    for (size_t b : bank) without_bank.labels[kept[b]] = -1;
+    tr = &without_bank;
   }
-  Table t = select_rows(*tr, views, keep_for_training);
+  Table t = select_rows(*tr, views, keep);
   Model m;
   m.head = Head(int(train.dim), r.hidden, int(keep.size()), r.train.seed);
   FeatureSet fs{t.x.data(), t.y.data(), t.y.size(), train.dim};
   m.head.train(fs, nullptr, r.train, {}, {}, pool);
   for (int c : keep) m.names.push_back(all_names[size_t(c)]);
-  Table photos = select_rows(train, {&train.features}, keep);
-  FeatureTable pt;
-  pt.dim = train.dim;
-  pt.features = std::move(photos.x);
-  pt.labels = std::move(photos.y);
-  pt.files.resize(pt.labels.size());
-  choose_bank(pt, keep.size(), bank_per_class, 123, m.bank, m.bank_labels);
+  for (size_t b : bank) {
+    m.bank.insert(m.bank.end(), photos.x.begin() + b * train.dim, photos.x.begin() + (b + 1) * train.dim);
+    m.bank_labels.push_back(photos.y[b]);
+  }
   round_to_fp16(m.bank);
   return m;
+}
+
+// A bundle tensor; labels are given as floats, as Bundle keeps I32 data.
+Tensor tensor_of(std::vector<size_t> shape, std::vector<float> data, DType stored) {
+  Tensor t;
+  t.shape = std::move(shape);
+  t.data = std::move(data);
+  t.stored = stored;
+  return t;
+}
+template <class T>
+Tensor labels_tensor(const std::vector<T>& labels) {
+  return tensor_of({labels.size()}, std::vector<float>(labels.begin(), labels.end()), DType::I32);
+}
+
+// Every class but `left_out` (-1: every class).
+std::vector<int> classes_without(size_t classes, int left_out) {
+  std::vector<int> keep;
+  for (size_t c = 0; c < classes; ++c)
+    if (int(c) != left_out) keep.push_back(int(c));
+  return keep;
 }
 
 // k distinct indices of `pool_idx`, the same for the same seed on every platform.
@@ -241,32 +254,23 @@ void register_fewshot(CLI::App& app) {
       std::vector<double> recall, precision, old_before, old_after, overall, est_error, est, old_est_error;
     };
     if (!study.empty()) {
-      auto tensor = [](std::vector<size_t> shape, std::vector<float> data, DType st) {
-        Tensor tt;
-        tt.shape = std::move(shape);
-        tt.data = std::move(data);
-        tt.stored = st;
-        return tt;
-      };
       Bundle f;
       const size_t ntr = train.files.size();
-      f.tensors["train.view0"] = tensor({ntr, D}, train.features, DType::F32);
-      if (!train.flipped.empty()) f.tensors["train.mirror"] = tensor({ntr, D}, train.flipped, DType::F32);
-      for (size_t e = 0; e < train.extra.size(); ++e) f.tensors["train.extra" + std::to_string(e)] = tensor({ntr, D}, train.extra[e], DType::F32);
-      f.tensors["train.labels"] = tensor({ntr}, std::vector<float>(train.labels.begin(), train.labels.end()), DType::I32);
-      f.tensors["val.features"] = tensor({nval, D}, val.features, DType::F32);
-      f.tensors["val.labels"] = tensor({nval}, std::vector<float>(val.labels.begin(), val.labels.end()), DType::I32);
+      f.tensors["train.view0"] = tensor_of({ntr, D}, train.features, DType::F32);
+      if (!train.flipped.empty()) f.tensors["train.mirror"] = tensor_of({ntr, D}, train.flipped, DType::F32);
+      for (size_t e = 0; e < train.extra.size(); ++e) f.tensors["train.extra" + std::to_string(e)] = tensor_of({ntr, D}, train.extra[e], DType::F32);
+      f.tensors["train.labels"] = labels_tensor(train.labels);
+      f.tensors["val.features"] = tensor_of({nval, D}, val.features, DType::F32);
+      f.tensors["val.labels"] = labels_tensor(val.labels);
       f.metadata["class_names"] = json(d.class_names).dump();
       if (!study_holdout) save_bundle_file(f, study + "/features.safetensors", DType::F32);
       for (int L : targets) {
-        std::vector<int> keep;
-        for (size_t c = 0; c < C; ++c)
-          if (int(c) != L) keep.push_back(int(c));
+        const std::vector<int> keep = classes_without(C, L);
         const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get(), study_holdout);
         Bundle out;
         m.head.save(out);
-        out.tensors["bank.features"] = tensor({m.bank_labels.size(), D}, m.bank, DType::F32);
-        out.tensors["bank.labels"] = tensor({m.bank_labels.size()}, std::vector<float>(m.bank_labels.begin(), m.bank_labels.end()), DType::I32);
+        out.tensors["bank.features"] = tensor_of({m.bank_labels.size(), D}, m.bank, DType::F32);
+        out.tensors["bank.labels"] = labels_tensor(m.bank_labels);
         out.metadata["keep"] = json(keep).dump();
         save_bundle_file(out, study + "/without-" + d.class_names[size_t(L)] + (study_holdout ? "-holdout" : "") + ".safetensors", DType::F32);
       }
@@ -285,42 +289,18 @@ void register_fewshot(CLI::App& app) {
       double recall, precision, old_before, old_after;
     };
     std::map<int, Ceiling> ceiling;
-    if (!no_new_class && dump.empty()) {
-      std::vector<int> all(C);
-      for (size_t c = 0; c < C; ++c) all[c] = int(c);
-      const Model full = base_model(train, r, all, d.class_names, size_t(bank_per_class), pool.get());
-      const auto pred = predict_all(full.head, val.features, nval, pool.get());
-      for (int L : targets) {
-        std::vector<int> keep;
-        for (size_t c = 0; c < C; ++c)
-          if (int(c) != L) keep.push_back(int(c));
-        const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get());
-        const auto before = predict_all(m.head, val.features, nval, pool.get());
-        size_t pos = 0, tp = 0, fp = 0, old_n = 0, ok_before = 0, ok_after = 0;
-        for (size_t i = 0; i < nval; ++i) {
-          const bool is_new = val.labels[i] == L;
-          pos += is_new;
-          tp += is_new && pred[i] == L;
-          fp += !is_new && pred[i] == L;
-          if (is_new) continue;
-          ++old_n;
-          ok_after += pred[i] == val.labels[i];
-          ok_before += keep[size_t(before[i])] == val.labels[i];
-        }
-        Ceiling c{double(tp) / double(pos), tp + fp ? double(tp) / double(tp + fp) : 0.0, double(ok_before) / double(old_n),
-                  double(ok_after) / double(old_n)};
-        ceiling[L] = c;
-        json j = {{"case", "ceiling"}, {"class", d.class_names[size_t(L)]}, {"recall", c.recall}, {"precision", c.precision},
-                  {"old_before", c.old_before}, {"old_after", c.old_after}};
-        put(j);
-      }
+    // The same model is the one the corrections start from: trained once for both.
+    const bool want_ceiling = !no_new_class && dump.empty();
+    Model full;
+    std::vector<int> full_pred;  // its answers for the validation photos
+    if (want_ceiling || !no_corrections) {
+      full = base_model(train, r, classes_without(C, -1), d.class_names, size_t(bank_per_class), pool.get());
+      full_pred = predict_all(full.head, val.features, nval, pool.get());
     }
 
     if (!no_new_class) {
       for (int L : targets) {
-        std::vector<int> keep;
-        for (size_t c = 0; c < C; ++c)
-          if (int(c) != L) keep.push_back(int(c));
+        const std::vector<int> keep = classes_without(C, L);
         const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get());
         // the new class's training photos, and the validation photos under the taught class order
         std::vector<size_t> candidates;
@@ -339,6 +319,22 @@ void register_fewshot(CLI::App& app) {
             ++old_n;
             old_ok_before += before[i] == yval[i];
           }
+        if (want_ceiling) {  // the model on every class, for this class and beside the same old photos
+          size_t tp = 0, fp = 0, pos = 0, ok_after = 0;
+          for (size_t i = 0; i < nval; ++i) {
+            const bool is_new = yval[i] == new_index, said_new = full_pred[i] == L;
+            pos += is_new;
+            tp += is_new && said_new;
+            fp += !is_new && said_new;
+            if (!is_new) ok_after += full_pred[i] == val.labels[i];
+          }
+          const Ceiling c{double(tp) / double(pos), tp + fp ? double(tp) / double(tp + fp) : 0.0, double(old_ok_before) / double(old_n),
+                          double(ok_after) / double(old_n)};
+          ceiling[L] = c;
+          json j = {{"case", "ceiling"}, {"class", d.class_names[size_t(L)]}, {"recall", c.recall}, {"precision", c.precision},
+                    {"old_before", c.old_before}, {"old_after", c.old_after}};
+          put(j);
+        }
         for (int k : k_list) {
           for (int dr = 0; dr < (dump.empty() ? draws : dump_draw + 1); ++dr) {
             if (!dump.empty() && dr != dump_draw) continue;
@@ -400,18 +396,11 @@ void register_fewshot(CLI::App& app) {
               // The case as the page would hold it: the model bundle (head + bank), the photos, and
               // the validation features with their labels, for tests/node/teach.test.mjs.
               Bundle out = head_bundle(b, src.model_id(), m.head, m.names, r.prep, r.name, "{}");
-              auto tensor = [](std::vector<size_t> shape, std::vector<float> data, DType st) {
-                Tensor tt;
-                tt.shape = std::move(shape);
-                tt.data = std::move(data);
-                tt.stored = st;
-                return tt;
-              };
-              out.tensors["bank.features"] = tensor({m.bank_labels.size(), D}, m.bank, DType::F16);
-              out.tensors["bank.labels"] = tensor({m.bank_labels.size()}, std::vector<float>(m.bank_labels.begin(), m.bank_labels.end()), DType::I32);
-              out.tensors["case.features"] = tensor({pick.size(), D}, x, DType::F32);
-              out.tensors["case.val_features"] = tensor({nval, D}, std::vector<float>(val.features.begin(), val.features.begin() + nval * D), DType::F32);
-              out.tensors["case.val_labels"] = tensor({nval}, std::vector<float>(yval.begin(), yval.end()), DType::I32);
+              out.tensors["bank.features"] = tensor_of({m.bank_labels.size(), D}, m.bank, DType::F16);
+              out.tensors["bank.labels"] = labels_tensor(m.bank_labels);
+              out.tensors["case.features"] = tensor_of({pick.size(), D}, x, DType::F32);
+              out.tensors["case.val_features"] = tensor_of({nval, D}, std::vector<float>(val.features.begin(), val.features.begin() + nval * D), DType::F32);
+              out.tensors["case.val_labels"] = labels_tensor(yval);
               out.metadata["case"] = j.dump();
               out.metadata["case_label"] = d.class_names[size_t(L)];
               json teach_json = json::array();
@@ -428,10 +417,8 @@ void register_fewshot(CLI::App& app) {
 
     std::map<int, Sums> by_m;
     if (!no_corrections) {
-      std::vector<int> all(C);
-      for (size_t c = 0; c < C; ++c) all[c] = int(c);
-      const Model m = base_model(train, r, all, d.class_names, size_t(bank_per_class), pool.get());
-      const auto before = predict_all(m.head, val.features, nval, pool.get());
+      const Model& m = full;
+      const auto& before = full_pred;
       std::vector<size_t> wrong;
       for (size_t i = 0; i < nval; ++i)
         if (before[i] != val.labels[i]) wrong.push_back(i);

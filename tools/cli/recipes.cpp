@@ -108,20 +108,25 @@ Bundle load_backbone(const std::string& path) {
   }
 }
 
+std::vector<size_t> bank_rows(const std::vector<int32_t>& labels, size_t classes, size_t per_class, uint32_t seed) {
+  std::vector<size_t> out;
+  for (size_t c = 0; c < classes; ++c) {
+    std::vector<size_t> rows;
+    for (size_t i = 0; i < labels.size(); ++i)
+      if (labels[i] == int32_t(c)) rows.push_back(i);
+    const auto perm = numpy_shuffle_permutation(rows.size(), seed + uint32_t(c));
+    for (size_t j = 0; j < std::min(rows.size(), per_class); ++j) out.push_back(rows[perm[j]]);
+  }
+  return out;
+}
+
 void choose_bank(const FeatureTable& photos, size_t classes, size_t per_class, uint32_t seed, std::vector<float>& features,
                  std::vector<int32_t>& labels) {
   const size_t D = photos.dim;
-  for (size_t c = 0; c < classes; ++c) {
-    std::vector<size_t> rows;
-    for (size_t i = 0; i < photos.files.size(); ++i)
-      if (photos.labels[i] == int32_t(c)) rows.push_back(i);
-    const auto perm = numpy_shuffle_permutation(rows.size(), seed + uint32_t(c));
-    const size_t k = std::min(rows.size(), per_class);
-    for (size_t j = 0; j < k; ++j) {
-      const float* f = &photos.features[rows[perm[j]] * D];
-      features.insert(features.end(), f, f + D);
-      labels.push_back(int32_t(c));
-    }
+  for (size_t i : bank_rows(photos.labels, classes, per_class, seed)) {
+    const float* f = &photos.features[i * D];
+    features.insert(features.end(), f, f + D);
+    labels.push_back(photos.labels[i]);
   }
 }
 

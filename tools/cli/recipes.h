@@ -49,6 +49,8 @@ SplitFeatures split_features(const Dataset& d, const Recipe& r, FeatureSource& s
 // photos in `photos` (view 0), chosen by numpy's shuffle with seed + class index; appended.
 void choose_bank(const FeatureTable& photos, size_t classes, size_t per_class, uint32_t seed, std::vector<float>& features,
                  std::vector<int32_t>& labels);
+// Which rows choose_bank takes, in its order: indices into `labels` (one class index per photo).
+std::vector<size_t> bank_rows(const std::vector<int32_t>& labels, size_t classes, size_t per_class, uint32_t seed);
 
 // A head-only bundle in Engine::to_bundle(false)'s layout: the backbone's metadata with
 // backbone=external, the head tensors, class names, plus how it was made ("recipe", "training"
