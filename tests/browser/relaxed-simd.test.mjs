@@ -2,19 +2,12 @@
 // instruction (Chromium) it runs petal-*-relaxed, elsewhere (Safari, or Chromium with relaxed SIMD
 // turned off) the SIMD128 build. Relaxed fused multiply-adds round differently from a multiply
 // then an add, so the two builds' probabilities are compared within a tolerance (1e-4), not bit for bit.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { DAISY, ROSE, TULIP, requireData, serve, launch, freshContext, openPage, drop, cards } from './helpers.mjs';
+import { DAISY, ROSE, TULIP, withServerAndBrowser, freshContext, openPage, drop, cards } from './helpers.mjs';
 
-let server;
-before(async () => {
-  requireData();
-  server = await serve();
-});
-after(async () => {
-  await server?.close();
-});
+const env = withServerAndBrowser();
 
 // Every card's full probabilities, by file name.
 async function probabilities(page) {
@@ -22,8 +15,8 @@ async function probabilities(page) {
     Object.fromEntries([...c.querySelectorAll('.pred')].map((b) => [b.dataset.label, Number(b.dataset.probability)]))])));
 }
 
-async function classifyWith(browser, url, { noRelaxed = false } = {}) {
-  const { context, requests } = await freshContext(browser);
+async function classifyWith(url, { noRelaxed = false } = {}) {
+  const { context, requests } = await freshContext(env.browser);
   try {
     // Chromium 156 cannot turn relaxed SIMD off (--js-flags are not honoured for it), so a browser
     // without it is one whose WebAssembly.validate refuses any relaxed-SIMD opcode (0xfd, then
@@ -54,38 +47,28 @@ async function classifyWith(browser, url, { noRelaxed = false } = {}) {
 }
 
 test('Chromium runs the relaxed-SIMD build and says so; ?simd=128 runs the SIMD128 build; they agree within 1e-4', async () => {
-  const browser = await launch();
-  try {
-    const relaxed = await classifyWith(browser, server.url);
-    assert.equal(relaxed.build, 'mt-relaxed');
-    assert.match(relaxed.text, /relaxed SIMD/);
-    assert.deepEqual(relaxed.wasm, ['petal-mt-relaxed.wasm']);
-    const simd = await classifyWith(browser, `${server.url}?simd=128`);
-    assert.equal(simd.build, 'mt');
-    assert.doesNotMatch(simd.text, /relaxed/);
-    assert.deepEqual(simd.wasm, ['petal-mt.wasm']);
-    let worst = 0;
-    for (const [name, probs] of Object.entries(relaxed.probs)) {
-      for (const [label, p] of Object.entries(probs)) {
-        assert.ok(label in simd.probs[name], `${name}: ${label} is among the SIMD128 build's top classes too`);
-        worst = Math.max(worst, Math.abs(p - simd.probs[name][label]));
-      }
+  const relaxed = await classifyWith(env.server.url);
+  assert.equal(relaxed.build, 'mt-relaxed');
+  assert.match(relaxed.text, /relaxed SIMD/);
+  assert.deepEqual(relaxed.wasm, ['petal-mt-relaxed.wasm']);
+  const simd = await classifyWith(`${env.server.url}?simd=128`);
+  assert.equal(simd.build, 'mt');
+  assert.doesNotMatch(simd.text, /relaxed/);
+  assert.deepEqual(simd.wasm, ['petal-mt.wasm']);
+  let worst = 0;
+  for (const [name, probs] of Object.entries(relaxed.probs)) {
+    for (const [label, p] of Object.entries(probs)) {
+      assert.ok(label in simd.probs[name], `${name}: ${label} is among the SIMD128 build's top classes too`);
+      worst = Math.max(worst, Math.abs(p - simd.probs[name][label]));
     }
-    console.log(`  relaxed vs SIMD128 build: largest probability difference ${worst.toExponential(2)}`);
-    assert.ok(worst < 1e-4, `relaxed and SIMD128 probabilities differ by ${worst}`);
-  } finally {
-    await browser.close();
   }
+  console.log(`  relaxed vs SIMD128 build: largest probability difference ${worst.toExponential(2)}`);
+  assert.ok(worst < 1e-4, `relaxed and SIMD128 probabilities differ by ${worst}`);
 });
 
 test('a browser without relaxed SIMD gets the SIMD128 build', async () => {
-  const browser = await launch();
-  try {
-    const r = await classifyWith(browser, server.url, { noRelaxed: true });
-    assert.equal(r.build, 'mt');
-    assert.doesNotMatch(r.text, /relaxed/);
-    assert.deepEqual(r.wasm, ['petal-mt.wasm']);
-  } finally {
-    await browser.close();
-  }
+  const r = await classifyWith(env.server.url, { noRelaxed: true });
+  assert.equal(r.build, 'mt');
+  assert.doesNotMatch(r.text, /relaxed/);
+  assert.deepEqual(r.wasm, ['petal-mt.wasm']);
 });
