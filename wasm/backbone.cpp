@@ -31,10 +31,445 @@ void init_xnnpack() {
   check(status, "initialise");
 }
 
-int out_size(int in, int k, int s, int pad_a, int pad_b, bool same) {
-  if (same) return (in + s - 1) / s;
-  return (in + pad_a + pad_b - k) / s + 1;
+struct Shape {
+  int h, w, c;
+  bool operator==(const Shape& o) const { return h == o.h && w == o.w && c == o.c; }
+};
+
+// The output shape of a convolution or max pooling (not checked: the builder refuses h, w <= 0).
+Shape window_out_shape(const Op& op, const Shape& is) {
+  return Shape{int(op.out_h(is.h)), int(op.out_w(is.w)), op.kind == Op::Conv ? op.cout : is.c};
 }
+
+Shape op_out_shape(const Op& op, const Shape& is) {
+  switch (op.kind) {
+    case Op::Conv:
+    case Op::MaxPool: return window_out_shape(op, is);
+    case Op::Add: return is;
+    case Op::GlobalAvgPool: return Shape{1, 1, is.c};
+    case Op::Dense: return Shape{1, 1, op.cout};
+  }
+  return is;
+}
+
+// The ops whose output static int8 quantises (and calibration records).
+bool quantisable(const Op& op) { return op.kind == Op::Conv || op.kind == Op::MaxPool || op.kind == Op::Add; }
+
+// --- The residual fusion pass. ---
+// A residual Add (and its ReLU) done inside the convolution before it (our XNNPACK patch
+// xnn_petal_convolution_add_residual): for a convolution without a ReLU whose output is used only
+// by an Add whose other input is already defined and of the convolution's output shape. Neither
+// may be the features or the logits. The Add is then not built.
+struct Fusion {
+  size_t add;            // the Add's index in graph.ops
+  std::string residual;  // the Add's other input
+};
+
+struct FusionPlan {
+  std::vector<std::optional<Fusion>> of_conv;  // by op index
+  std::vector<bool> fused_away;                // the Adds done inside a convolution
+};
+
+std::optional<Fusion> fusable_add(const Graph& graph, const std::map<std::string, std::vector<size_t>>& users,
+                                  const std::map<std::string, Shape>& defined, size_t conv, const Shape& os) {
+  const Op& op = graph.ops[conv];
+  if (op.relu || op.name == graph.features || op.name == graph.logits) return std::nullopt;
+  const auto it = users.find(op.name);
+  if (it == users.end() || it->second.size() != 1 || graph.ops[it->second[0]].kind != Op::Add) return std::nullopt;
+  const Op& add = graph.ops[it->second[0]];
+  if (add.name == graph.features || add.name == graph.logits || add.inputs.size() != 2) return std::nullopt;
+  const std::string& other = add.inputs[0] == op.name ? add.inputs[1] : add.inputs[0];
+  if (other == op.name || !defined.count(other) || !(defined.at(other) == os)) return std::nullopt;
+  return Fusion{it->second[0], other};
+}
+
+// Walks the ops in the order the builder defines them, so that "already defined" means the same.
+FusionPlan plan_residual_fusion(const Graph& graph, bool enabled) {
+  FusionPlan plan{std::vector<std::optional<Fusion>>(graph.ops.size()), std::vector<bool>(graph.ops.size(), false)};
+  if (!enabled) return plan;
+  std::map<std::string, std::vector<size_t>> users;
+  for (size_t i = 0; i < graph.ops.size(); ++i)
+    for (auto& name : graph.ops[i].inputs) users[name].push_back(i);
+  std::map<std::string, Shape> defined{{"input", Shape{graph.input_h, graph.input_w, graph.input_c}}};
+  for (size_t i = 0; i < graph.ops.size(); ++i) {
+    if (plan.fused_away[i]) continue;
+    const Op& op = graph.ops[i];
+    if (op.inputs.empty() || !defined.count(op.inputs[0])) break;  // the builder reports it
+    const Shape os = op_out_shape(op, defined.at(op.inputs[0]));
+    if (op.kind == Op::Conv) plan.of_conv[i] = fusable_add(graph, users, defined, i, os);
+    if (plan.of_conv[i]) {
+      plan.fused_away[plan.of_conv[i]->add] = true;
+      defined[graph.ops[plan.of_conv[i]->add].name] = os;
+    }
+    defined[op.name] = os;
+  }
+  return plan;
+}
+
+// --- The subgraph builder. ---
+// How the convolutions compute (BackboneOptions::int8 and record_ranges):
+//  - Fp32: every value fp32, weights read straight from the bundle.
+//  - Qd8 (int8 dynamic): int8 weights, each convolution's input quantised per image; fp32 between.
+//  - Qs8 (int8 static): convolutions, max pooling and adds read and write int8 with the bundle's
+//    calibrated ranges; fp32 at the input, the pooled features and the classifier.
+//  - Record (calibration): fp32, every quantisable op's output an external output to measure.
+enum class Mode { Fp32, Qd8, Qs8, Record };
+
+// Tensor data XNNPACK reads while the runtime lives (the int8 backbone re-creates it).
+struct QuantStore {
+  std::vector<std::vector<int8_t>> weights;  // int8 weights
+  std::vector<std::vector<float>> scales;    // weight scales, and QS8 bias scales
+  std::vector<std::vector<int32_t>> biases;  // QS8 int32 biases
+};
+
+// A value of the subgraph: its id, shape and, when int8 (QS8), its quantisation.
+struct Val {
+  uint32_t id;
+  Shape shape;
+  bool q = false;
+  Quant quant;
+  int row = 0;  // its row in the calibrated ranges
+};
+
+// Where an op's output goes: an external output (features, logits, feature map, a recorded
+// range), or nowhere outside the subgraph.
+struct Outlet {
+  uint32_t ext = XNN_INVALID_VALUE_ID;
+  uint32_t flags = 0;
+  bool is_map = false;
+  bool recorded = false;
+};
+
+struct ConvOperands {
+  uint32_t x, w, b;
+};
+
+class SubgraphBuilder {
+ public:
+  struct RecordedOp {
+    size_t op, numel;
+  };
+  struct Result {
+    Backbone::MapShape map;
+    std::vector<RecordedOp> recorded;  // Record: the op outputs kFirstRecordedId + k
+  };
+  SubgraphBuilder(xnn_subgraph_t sg, const Graph& graph, const Bundle& bundle, const BackboneOptions& options, Mode mode,
+                  std::vector<float> ranges, std::vector<std::vector<float>>& float_copies, QuantStore& store);
+  Result build();
+
+ private:
+  uint32_t define(const std::vector<size_t>& dims, const float* data, uint32_t ext, uint32_t flags);
+  uint32_t define_q(const std::vector<size_t>& dims, const Quant& qp);
+  uint32_t output(size_t i, const Shape& os, const Outlet& o, const Quant* qp);
+  Outlet outlet(size_t i, const std::optional<Fusion>& fusion);
+  // weights
+  uint32_t static_tensor(const std::string& name, const std::vector<size_t>& shape);
+  std::pair<uint32_t, const std::vector<float>*> int8_filter(const std::string& name, const std::vector<size_t>& shape);
+  uint32_t int32_bias(const std::string& name, size_t cout, float input_scale, const std::vector<float>& wscale);
+  // conversions between fp32 and int8 values
+  uint32_t quantise_dynamic(uint32_t fp32_id, const Shape& sh);
+  uint32_t to_fp32(const Val& v, uint32_t ext, uint32_t flags);
+  Val to_int8(const Val& v);
+  Quant range_quant(size_t row) const { return quant_of_range(ranges_[row * 2], ranges_[row * 2 + 1]); }
+  // a convolution's input, weights and bias, by mode
+  ConvOperands conv_operands_fp32(const Op& op, const Val& in);
+  ConvOperands conv_operands_qd8(const Op& op, const Val& in);
+  ConvOperands conv_operands_qs8(const Op& op, const Val& in);
+  // the ops
+  Val define_op(size_t i, const Val& in0, const Outlet& o, const std::optional<Fusion>& fusion);
+  Val conv(size_t i, const Val& in, const Outlet& o, const std::optional<Fusion>& fusion);
+  Val max_pool(size_t i, const Val& in, const Outlet& o);
+  Val add(size_t i, const Val& in, const Outlet& o);
+  Val global_avg_pool(size_t i, const Val& in, const Outlet& o);
+  Val dense(size_t i, const Val& in, const Outlet& o);
+
+  xnn_subgraph_t sg_;
+  const Graph& graph_;
+  const Bundle& bundle_;
+  const BackboneOptions& options_;
+  const Mode mode_;
+  const std::vector<float> ranges_;  // Qs8: kInt8RangesTensor
+  std::vector<std::vector<float>>& float_copies_;
+  QuantStore& store_;
+  std::map<std::string, Val> vals_;
+  std::map<uint32_t, uint32_t> quantised_;  // Qd8: fp32 value -> its per-image quantisation
+  std::map<uint32_t, uint32_t> converted_;  // Qs8: value -> its conversion to the other type
+  std::string map_name_;                    // the feature map's value, when it is an output
+  Result result_;
+};
+
+SubgraphBuilder::SubgraphBuilder(xnn_subgraph_t sg, const Graph& graph, const Bundle& bundle, const BackboneOptions& options,
+                                 Mode mode, std::vector<float> ranges, std::vector<std::vector<float>>& float_copies,
+                                 QuantStore& store)
+    : sg_(sg), graph_(graph), bundle_(bundle), options_(options), mode_(mode), ranges_(std::move(ranges)),
+      float_copies_(float_copies), store_(store) {
+  float_copies_.reserve(graph.ops.size() * 2);
+  store_.weights.reserve(graph.ops.size());
+  store_.scales.reserve(graph.ops.size() * 2);
+  store_.biases.reserve(graph.ops.size());
+  // The last feature map (the global average pool's input) is an output too, for heatmaps
+  // (wasm/heatmap.h): written where run() is told, at no extra pass. Not while recording ranges,
+  // whose outputs are every op's.
+  if (options.feature_map && mode != Mode::Record)
+    for (const Op& op : graph.ops)
+      if (op.kind == Op::GlobalAvgPool && op.name == graph.features) map_name_ = op.inputs.at(0);
+}
+
+uint32_t SubgraphBuilder::define(const std::vector<size_t>& dims, const float* data, uint32_t ext, uint32_t flags) {
+  uint32_t id = 0;
+  check(xnn_define_tensor_value(sg_, xnn_datatype_fp32, dims.size(), dims.data(), data, ext, flags, &id), "define a tensor");
+  return id;
+}
+
+uint32_t SubgraphBuilder::define_q(const std::vector<size_t>& dims, const Quant& qp) {
+  uint32_t id = 0;
+  check(xnn_define_quantized_tensor_value(sg_, xnn_datatype_qint8, qp.zero_point, qp.scale, dims.size(), dims.data(), nullptr,
+                                          XNN_INVALID_VALUE_ID, 0, &id),
+        "define an int8 tensor");
+  return id;
+}
+
+// An op's output value: int8 with `qp` when given, else fp32 (an external output when `o` says).
+uint32_t SubgraphBuilder::output(size_t i, const Shape& os, const Outlet& o, const Quant* qp) {
+  std::vector<size_t> dims{1, size_t(os.h), size_t(os.w), size_t(os.c)};
+  if (o.recorded) result_.recorded.push_back({i, size_t(os.h) * os.w * os.c});
+  return qp ? define_q(dims, *qp) : define(dims, nullptr, o.ext, o.flags);
+}
+
+Outlet SubgraphBuilder::outlet(size_t i, const std::optional<Fusion>& fusion) {
+  const Op& op = graph_.ops[i];
+  Outlet o;
+  // a convolution whose fused add makes the feature map writes the map itself
+  o.is_map = !map_name_.empty() && (op.name == map_name_ || (fusion && graph_.ops[fusion->add].name == map_name_));
+  o.ext = op.name == graph_.features ? kFeaturesId : op.name == graph_.logits ? kLogitsId : o.is_map ? kMapId : XNN_INVALID_VALUE_ID;
+  if (mode_ == Mode::Record && quantisable(op) && o.ext == XNN_INVALID_VALUE_ID) {
+    o.ext = kFirstRecordedId + uint32_t(result_.recorded.size());
+    o.recorded = true;
+  }
+  o.flags = o.ext == XNN_INVALID_VALUE_ID ? 0 : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
+  return o;
+}
+
+SubgraphBuilder::Result SubgraphBuilder::build() {
+  const Shape in_shape{graph_.input_h, graph_.input_w, graph_.input_c};
+  const std::vector<size_t> in_dims{1, size_t(in_shape.h), size_t(in_shape.w), size_t(in_shape.c)};
+  vals_["input"] = Val{define(in_dims, nullptr, kInputId, XNN_VALUE_FLAG_EXTERNAL_INPUT), in_shape, false, Quant{}, 0};
+  const FusionPlan fusions = plan_residual_fusion(graph_, options_.fuse_residual && (mode_ == Mode::Fp32 || mode_ == Mode::Qd8));
+  for (size_t i = 0; i < graph_.ops.size(); ++i) {
+    if (fusions.fused_away[i]) continue;
+    const Op& op = graph_.ops[i];
+    const Val in0 = vals_.at(op.inputs.at(0));
+    const Outlet o = outlet(i, fusions.of_conv[i]);
+    const Val out = define_op(i, in0, o, fusions.of_conv[i]);
+    if (out.q && o.ext != XNN_INVALID_VALUE_ID) to_fp32(out, o.ext, o.flags);  // an int8 output the caller reads
+    if (o.is_map) result_.map = Backbone::MapShape{out.shape.h, out.shape.w, out.shape.c};
+    vals_[op.name] = out;
+  }
+  if (!vals_.count(graph_.features)) throw Error("the model's graph has no features output");
+  return result_;
+}
+
+// XNNPACK packs static weights into its own buffers when the runtime is created and does not
+// read them afterwards, so they are defined straight from the bundle (no copy: 100 MB less at
+// the peak for ResNet-50). The int8 backbone keeps its subgraph to re-create the runtime
+// later, so it keeps copies.
+uint32_t SubgraphBuilder::static_tensor(const std::string& name, const std::vector<size_t>& shape) {
+  const Tensor& t = bundle_.get(name, shape);
+  const float* data = t.data.data();
+  if (mode_ == Mode::Qd8 || mode_ == Mode::Qs8) {
+    float_copies_.push_back(t.data);
+    data = float_copies_.back().data();
+  }
+  return define(shape, data, XNN_INVALID_VALUE_ID, 0);
+}
+
+// int8: symmetric per-output-channel weights, w ~= scale[o] * q, q in [-127, 127].
+std::pair<uint32_t, const std::vector<float>*> SubgraphBuilder::int8_filter(const std::string& name,
+                                                                            const std::vector<size_t>& shape) {
+  const Tensor& t = bundle_.get(name, shape);
+  const size_t cout = shape[0], per = t.numel() / cout;
+  std::vector<int8_t> q(t.numel());
+  std::vector<float> scale(cout);
+  for (size_t o = 0; o < cout; ++o) {
+    float m = 0;
+    for (size_t i = 0; i < per; ++i) m = std::max(m, std::fabs(t.data[o * per + i]));
+    scale[o] = m > 0 ? m / 127.f : 1.f;
+    for (size_t i = 0; i < per; ++i)
+      q[o * per + i] = int8_t(std::lrint(std::min(127.f, std::max(-127.f, t.data[o * per + i] / scale[o]))));
+  }
+  store_.weights.push_back(std::move(q));
+  store_.scales.push_back(std::move(scale));
+  uint32_t id = 0;
+  check(xnn_define_channelwise_quantized_tensor_value(sg_, xnn_datatype_qcint8, store_.scales.back().data(), shape.size(), 0,
+                                                       shape.data(), store_.weights.back().data(), XNN_INVALID_VALUE_ID, 0, &id),
+        "define int8 weights " + name);
+  return std::make_pair(id, &store_.scales.back());
+}
+
+// QS8: the bias as int32 in units of input scale x weight scale (per output channel).
+uint32_t SubgraphBuilder::int32_bias(const std::string& name, size_t cout, float input_scale, const std::vector<float>& wscale) {
+  const Tensor& t = bundle_.get(name, {cout});
+  std::vector<float> scale(cout);
+  std::vector<int32_t> q(cout);
+  for (size_t o = 0; o < cout; ++o) {
+    scale[o] = input_scale * wscale[o];
+    q[o] = int32_t(std::lrint(std::max(-2e9, std::min(2e9, double(t.data[o]) / scale[o]))));
+  }
+  store_.scales.push_back(std::move(scale));
+  store_.biases.push_back(std::move(q));
+  const size_t dims[1] = {cout};
+  uint32_t id = 0;
+  check(xnn_define_channelwise_quantized_tensor_value(sg_, xnn_datatype_qcint32, store_.scales.back().data(), 1, 0, dims,
+                                                       store_.biases.back().data(), XNN_INVALID_VALUE_ID, 0, &id),
+        "define int32 bias " + name);
+  return id;
+}
+
+// Qd8: a value quantised per image for int8 convolutions (one conversion shared by its consumers).
+uint32_t SubgraphBuilder::quantise_dynamic(uint32_t fp32_id, const Shape& sh) {
+  auto it = quantised_.find(fp32_id);
+  if (it != quantised_.end()) return it->second;
+  const size_t dims[4] = {1, size_t(sh.h), size_t(sh.w), size_t(sh.c)};
+  uint32_t id = 0;
+  check(xnn_define_dynamically_quantized_tensor_value(sg_, xnn_datatype_qdint8, 4, 3, dims, XNN_INVALID_VALUE_ID, 0, &id),
+        "define a quantised activation");
+  check(xnn_define_unary(sg_, xnn_unary_convert, nullptr, fp32_id, id, 0), "define a quantisation");
+  quantised_[fp32_id] = id;
+  return id;
+}
+
+// Qs8: conversions between fp32 and int8 values, each made once: an int8 op reads int8 inputs, an
+// fp32 op fp32 ones (a value's range row says how to quantise it). In the other modes no value is
+// int8 and to_fp32 is the value itself.
+uint32_t SubgraphBuilder::to_fp32(const Val& v, uint32_t ext, uint32_t flags) {
+  if (!v.q) return v.id;
+  if (ext == XNN_INVALID_VALUE_ID && converted_.count(v.id)) return converted_[v.id];
+  std::vector<size_t> dims{1, size_t(v.shape.h), size_t(v.shape.w), size_t(v.shape.c)};
+  const uint32_t out = define(dims, nullptr, ext, flags);
+  check(xnn_define_unary(sg_, xnn_unary_convert, nullptr, v.id, out, 0), "define a conversion to fp32");
+  if (ext == XNN_INVALID_VALUE_ID) converted_[v.id] = out;
+  return out;
+}
+
+Val SubgraphBuilder::to_int8(const Val& v) {
+  if (v.q) return v;
+  Val q{0, v.shape, true, range_quant(v.row), v.row};
+  if (converted_.count(v.id)) {
+    q.id = converted_[v.id];
+    return q;
+  }
+  q.id = define_q({1, size_t(v.shape.h), size_t(v.shape.w), size_t(v.shape.c)}, q.quant);
+  check(xnn_define_unary(sg_, xnn_unary_convert, nullptr, v.id, q.id, 0), "define a quantisation");
+  converted_[v.id] = q.id;
+  return q;
+}
+
+ConvOperands SubgraphBuilder::conv_operands_fp32(const Op& op, const Val& in) {
+  const uint32_t w = static_tensor(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)});
+  return ConvOperands{in.id, w, static_tensor(op.name + ".bias", {size_t(op.cout)})};
+}
+
+// The stem convolution (3 input channels) stays fp32 unless options.int8_first_conv.
+ConvOperands SubgraphBuilder::conv_operands_qd8(const Op& op, const Val& in) {
+  if (!(op.cin > 4 || options_.int8_first_conv)) return conv_operands_fp32(op, in);
+  const uint32_t w = int8_filter(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)}).first;
+  const uint32_t b = static_tensor(op.name + ".bias", {size_t(op.cout)});
+  return ConvOperands{quantise_dynamic(in.id, in.shape), w, b};
+}
+
+ConvOperands SubgraphBuilder::conv_operands_qs8(const Op& op, const Val& in) {
+  auto [w, wscale] = int8_filter(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)});
+  return ConvOperands{in.id, w, int32_bias(op.name + ".bias", size_t(op.cout), in.quant.scale, *wscale)};
+}
+
+// One op of the graph. Qs8's quantisable ops read int8 (their input converted when it is not);
+// every other op reads fp32.
+Val SubgraphBuilder::define_op(size_t i, const Val& in0, const Outlet& o, const std::optional<Fusion>& fusion) {
+  const Op& op = graph_.ops[i];
+  const bool q = mode_ == Mode::Qs8 && quantisable(op);
+  const Val in = q ? to_int8(in0) : Val{to_fp32(in0, XNN_INVALID_VALUE_ID, 0), in0.shape, false, Quant{}, in0.row};
+  switch (op.kind) {
+    case Op::Conv: return conv(i, in, o, fusion);
+    case Op::MaxPool: return max_pool(i, in, o);
+    case Op::Add: return add(i, in, o);
+    case Op::GlobalAvgPool: return global_avg_pool(i, in, o);
+    case Op::Dense: return dense(i, in, o);
+  }
+  throw Error("layer '" + op.name + "' is of an unknown kind");
+}
+
+Val SubgraphBuilder::conv(size_t i, const Val& in, const Outlet& o, const std::optional<Fusion>& fusion) {
+  const Op& op = graph_.ops[i];
+  const Shape os = window_out_shape(op, in.shape);
+  if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
+  if (op.cin != in.shape.c) throw Error("layer '" + op.name + "' does not fit its input");
+  const Quant qp = in.q ? range_quant(i + 1) : Quant{};
+  const uint32_t out = output(i, os, o, in.q ? &qp : nullptr);
+  const ConvOperands x = in.q ? conv_operands_qs8(op, in) : mode_ == Mode::Qd8 ? conv_operands_qd8(op, in) : conv_operands_fp32(op, in);
+  const float inf = INFINITY;
+  // with the add fused, the convolution's clamp is the add's ReLU, applied after the add
+  const bool relu = fusion ? graph_.ops[fusion->add].relu : op.relu;
+  const uint32_t residual_id = fusion ? to_fp32(vals_.at(fusion->residual), XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
+  check(xnn_define_convolution_2d(sg_, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1, 1, op.cin,
+                                  op.cout, relu ? 0.f : -inf, inf, x.x, x.w, x.b, out, op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0),
+        "define convolution " + op.name);
+  if (fusion) {
+    const Op& add = graph_.ops[fusion->add];
+    check(xnn_petal_convolution_add_residual(sg_, residual_id), "fuse " + add.name + " into " + op.name);
+    vals_[add.name] = Val{out, os, false, Quant{}, int(fusion->add + 1)};
+  }
+  return Val{out, os, in.q, qp, int(i + 1)};
+}
+
+// Int8 max pooling keeps its input's quantisation (and range row).
+Val SubgraphBuilder::max_pool(size_t i, const Val& in, const Outlet& o) {
+  const Op& op = graph_.ops[i];
+  const Shape os = window_out_shape(op, in.shape);
+  if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
+  const uint32_t out = output(i, os, o, in.q ? &in.quant : nullptr);
+  check(xnn_define_max_pooling_2d(sg_, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
+                                  op.relu ? 0.f : -INFINITY, INFINITY, in.id, out, op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0),
+        "define max pooling " + op.name);
+  return Val{out, os, in.q, in.quant, in.row};
+}
+
+Val SubgraphBuilder::add(size_t i, const Val& in, const Outlet& o) {
+  const Op& op = graph_.ops[i];
+  const Val in1 = vals_.at(op.inputs.at(1));
+  const uint32_t b_id = in.q ? to_int8(in1).id : to_fp32(in1, XNN_INVALID_VALUE_ID, 0);
+  const Quant qp = in.q ? range_quant(i + 1) : Quant{};
+  const uint32_t out = output(i, in.shape, o, in.q ? &qp : nullptr);
+  // int8: a ReLU is the saturation at the output's zero point (its range starts at 0).
+  xnn_binary_params p{0.f, INFINITY};
+  check(xnn_define_binary(sg_, xnn_binary_add, in.q || !op.relu ? nullptr : &p, in.id, b_id, out, 0), "define add " + op.name);
+  return Val{out, in.shape, in.q, qp, int(i + 1)};
+}
+
+Val SubgraphBuilder::global_avg_pool(size_t i, const Val& in, const Outlet& o) {
+  const uint32_t out = define({1, size_t(in.shape.c)}, nullptr, o.ext, o.flags);
+  const size_t axes[2] = {1, 2};
+  check(xnn_define_static_reduce(sg_, xnn_reduce_mean, 2, axes, in.id, out, 0), "define global average pooling");
+  return Val{out, Shape{1, 1, in.shape.c}, false, Quant{}, int(i + 1)};
+}
+
+Val SubgraphBuilder::dense(size_t i, const Val& in, const Outlet& o) {
+  const Op& op = graph_.ops[i];
+  if (op.cin != in.shape.c) throw Error("layer '" + op.name + "' does not fit its input");
+  const uint32_t out = define({1, size_t(op.cout)}, nullptr, o.ext, o.flags);
+  const uint32_t w = static_tensor(op.name + ".weight", {size_t(op.cout), size_t(op.cin)});
+  const uint32_t b = static_tensor(op.name + ".bias", {size_t(op.cout)});
+  check(xnn_define_fully_connected(sg_, op.relu ? 0.f : -INFINITY, INFINITY, in.id, w, b, out, 0), "define dense " + op.name);
+  return Val{out, Shape{1, 1, op.cout}, false, Quant{}, int(i + 1)};
+}
+
+pthreadpool_t create_pool(size_t threads) {
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+  return nullptr;  // single-thread build
+#else
+  return threads > 1 ? pthreadpool_create(threads) : nullptr;
+#endif
+}
+
 }  // namespace
 
 struct Backbone::Impl {
@@ -47,9 +482,7 @@ struct Backbone::Impl {
   xnn_subgraph_t subgraph = nullptr;
   uint32_t runtime_flags = 0;
   size_t capacity = 0;
-  std::vector<std::vector<int8_t>> qweights;  // int8 weights (options.int8), alive with the runtime
-  std::vector<std::vector<float>> qscales;    // weight scales, and QS8 bias scales
-  std::vector<std::vector<int32_t>> qbiases;  // QS8 int32 biases
+  QuantStore quant;  // int8 weights, scales and biases (options.int8), alive with the runtime
   ~Impl() {
     if (runtime) xnn_delete_runtime(runtime);
     if (subgraph) xnn_delete_subgraph(subgraph);
@@ -67,288 +500,22 @@ Backbone::Backbone(const Graph& graph, const Bundle& bundle, size_t threads, con
   if (bundle.has(kInt8Marker)) options_.int8 = true;
   if (options_.record_ranges) options_.int8 = false;  // calibration measures the fp32 network
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-#ifdef __EMSCRIPTEN_PTHREADS__
-  impl_->pool = threads > 1 ? pthreadpool_create(threads) : nullptr;
-#elif defined(__EMSCRIPTEN__)
-  impl_->pool = nullptr;  // single-thread build
-#else
-  impl_->pool = threads > 1 ? pthreadpool_create(threads) : nullptr;
-#endif
+  impl_->pool = create_pool(threads);
+  // Static int8 when the bundle holds calibrated ranges (unless dynamic is asked for).
+  std::vector<float> ranges;
+  if (options_.int8 && !options_.int8_dynamic && bundle.has(kInt8RangesTensor))
+    ranges = bundle.get(kInt8RangesTensor, {graph.ops.size() + 1, 2}).data;
+  static_int8_ = !ranges.empty();
+  const Mode mode = options_.record_ranges ? Mode::Record : static_int8_ ? Mode::Qs8 : options_.int8 ? Mode::Qd8 : Mode::Fp32;
   xnn_subgraph_t sg = nullptr;
   check(xnn_create_subgraph(kFirstRecordedId + (options_.record_ranges ? uint32_t(graph.ops.size()) : 0), 0, &sg),
         "create a subgraph");
   std::unique_ptr<xnn_subgraph, decltype(&xnn_delete_subgraph)> sg_guard(sg, xnn_delete_subgraph);
-
-  struct Shape { int h, w, c; };
-  // A value of the subgraph: its id, shape and, when int8 (QS8), its quantisation.
-  struct Val {
-    uint32_t id;
-    Shape shape;
-    bool q = false;
-    Quant quant;
-    int row = 0;  // its row in the calibrated ranges
-  };
-  std::map<std::string, Val> vals;
-  auto define = [&](const std::vector<size_t>& dims, const float* data, uint32_t ext, uint32_t flags) {
-    uint32_t id = 0;
-    check(xnn_define_tensor_value(sg, xnn_datatype_fp32, dims.size(), dims.data(), data, ext, flags, &id), "define a tensor");
-    return id;
-  };
-  auto define_q = [&](const std::vector<size_t>& dims, const Quant& qp) {
-    uint32_t id = 0;
-    check(xnn_define_quantized_tensor_value(sg, xnn_datatype_qint8, qp.zero_point, qp.scale, dims.size(), dims.data(),
-                                            nullptr, XNN_INVALID_VALUE_ID, 0, &id),
-          "define an int8 tensor");
-    return id;
-  };
-  // XNNPACK packs static weights into its own buffers when the runtime is created and does not
-  // read them afterwards, so they are defined straight from the bundle (no copy: 100 MB less at
-  // the peak for ResNet-50). The int8 backbone keeps its subgraph to re-create the runtime
-  // later, so it keeps copies.
-  auto static_tensor = [&](const std::string& name, const std::vector<size_t>& shape) {
-    const Tensor& t = bundle.get(name, shape);
-    const float* data = t.data.data();
-    if (options_.int8) {
-      weights_.push_back(t.data);
-      data = weights_.back().data();
-    }
-    return define(shape, data, XNN_INVALID_VALUE_ID, 0);
-  };
-  weights_.reserve(graph.ops.size() * 2);
-  impl_->qweights.reserve(graph.ops.size());
-  impl_->qscales.reserve(graph.ops.size() * 2);
-  impl_->qbiases.reserve(graph.ops.size());
-  // int8: symmetric per-output-channel weights, w ~= scale[o] * q, q in [-127, 127].
-  auto int8_filter = [&](const std::string& name, const std::vector<size_t>& shape) {
-    const Tensor& t = bundle.get(name, shape);
-    const size_t cout = shape[0], per = t.numel() / cout;
-    std::vector<int8_t> q(t.numel());
-    std::vector<float> scale(cout);
-    for (size_t o = 0; o < cout; ++o) {
-      float m = 0;
-      for (size_t i = 0; i < per; ++i) m = std::max(m, std::fabs(t.data[o * per + i]));
-      scale[o] = m > 0 ? m / 127.f : 1.f;
-      for (size_t i = 0; i < per; ++i)
-        q[o * per + i] = int8_t(std::lrint(std::min(127.f, std::max(-127.f, t.data[o * per + i] / scale[o]))));
-    }
-    impl_->qweights.push_back(std::move(q));
-    impl_->qscales.push_back(std::move(scale));
-    uint32_t id = 0;
-    check(xnn_define_channelwise_quantized_tensor_value(sg, xnn_datatype_qcint8, impl_->qscales.back().data(), shape.size(), 0,
-                                                         shape.data(), impl_->qweights.back().data(), XNN_INVALID_VALUE_ID, 0,
-                                                         &id),
-          "define int8 weights " + name);
-    return std::make_pair(id, &impl_->qscales.back());
-  };
-  // QS8: the bias as int32 in units of input scale x weight scale (per output channel).
-  auto int32_bias = [&](const std::string& name, size_t cout, float input_scale, const std::vector<float>& wscale) {
-    const Tensor& t = bundle.get(name, {cout});
-    std::vector<float> scale(cout);
-    std::vector<int32_t> q(cout);
-    for (size_t o = 0; o < cout; ++o) {
-      scale[o] = input_scale * wscale[o];
-      q[o] = int32_t(std::lrint(std::max(-2e9, std::min(2e9, double(t.data[o]) / scale[o]))));
-    }
-    impl_->qscales.push_back(std::move(scale));
-    impl_->qbiases.push_back(std::move(q));
-    const size_t dims[1] = {cout};
-    uint32_t id = 0;
-    check(xnn_define_channelwise_quantized_tensor_value(sg, xnn_datatype_qcint32, impl_->qscales.back().data(), 1, 0, dims,
-                                                         impl_->qbiases.back().data(), XNN_INVALID_VALUE_ID, 0, &id),
-          "define int32 bias " + name);
-    return id;
-  };
-  // QD8: a value quantised per image for int8 convolutions (one conversion shared by its consumers).
-  std::map<uint32_t, uint32_t> quantised;
-  auto quantise_dynamic = [&](uint32_t fp32_id, const Shape& sh) {
-    auto it = quantised.find(fp32_id);
-    if (it != quantised.end()) return it->second;
-    const size_t dims[4] = {1, size_t(sh.h), size_t(sh.w), size_t(sh.c)};
-    uint32_t id = 0;
-    check(xnn_define_dynamically_quantized_tensor_value(sg, xnn_datatype_qdint8, 4, 3, dims, XNN_INVALID_VALUE_ID, 0, &id),
-          "define a quantised activation");
-    check(xnn_define_unary(sg, xnn_unary_convert, nullptr, fp32_id, id, 0), "define a quantisation");
-    quantised[fp32_id] = id;
-    return id;
-  };
-  // QS8 (static int8): each op's output quantised with the calibrated range of the bundle's
-  // kInt8RangesTensor; fp32 only at the input, the pooled features and the classifier.
-  std::vector<float> ranges;
-  if (options_.int8 && !options_.int8_dynamic && bundle.has(kInt8RangesTensor)) ranges = bundle.get(kInt8RangesTensor, {graph.ops.size() + 1, 2}).data;
-  static_int8_ = !ranges.empty();
-  auto range_quant = [&](size_t row) { return quant_of_range(ranges[row * 2], ranges[row * 2 + 1]); };
-  // Conversions between fp32 and int8 values, each made once: an int8 op reads int8 inputs, an
-  // fp32 op fp32 ones (a value's range row says how to quantise it).
-  std::map<uint32_t, uint32_t> converted;
-  auto to_fp32 = [&](const Val& v, uint32_t ext, uint32_t flags) {
-    if (!v.q) return v.id;
-    if (ext == XNN_INVALID_VALUE_ID && converted.count(v.id)) return converted[v.id];
-    std::vector<size_t> dims{1, size_t(v.shape.h), size_t(v.shape.w), size_t(v.shape.c)};
-    const uint32_t out = define(dims, nullptr, ext, flags);
-    check(xnn_define_unary(sg, xnn_unary_convert, nullptr, v.id, out, 0), "define a conversion to fp32");
-    if (ext == XNN_INVALID_VALUE_ID) converted[v.id] = out;
-    return out;
-  };
-  auto to_int8 = [&](const Val& v) {
-    if (v.q) return v;
-    Val q{0, v.shape, true, range_quant(v.row), v.row};
-    if (converted.count(v.id)) {
-      q.id = converted[v.id];
-      return q;
-    }
-    q.id = define_q({1, size_t(v.shape.h), size_t(v.shape.w), size_t(v.shape.c)}, q.quant);
-    check(xnn_define_unary(sg, xnn_unary_convert, nullptr, v.id, q.id, 0), "define a quantisation");
-    converted[v.id] = q.id;
-    return q;
-  };
-  const Shape in_shape{graph.input_h, graph.input_w, graph.input_c};
-  const std::vector<size_t> in_dims{1, size_t(in_shape.h), size_t(in_shape.w), size_t(in_shape.c)};
-  vals["input"] = Val{define(in_dims, nullptr, kInputId, XNN_VALUE_FLAG_EXTERNAL_INPUT), in_shape, false, Quant{}, 0};
-  const float inf = INFINITY;
+  const SubgraphBuilder::Result built =
+      SubgraphBuilder(sg, graph, bundle, options_, mode, std::move(ranges), weights_, impl_->quant).build();
+  map_shape_ = built.map;
   recorded_.clear();
-  // Residual adds fused into the convolution before them: for a convolution whose output (shape
-  // `os`) is used only by an Add whose other input is already defined and of that shape, the Add's
-  // index and that other input, the residual; the Add is then skipped.
-  std::map<std::string, std::vector<size_t>> users;
-  for (size_t i = 0; i < graph.ops.size(); ++i)
-    for (auto& name : graph.ops[i].inputs) users[name].push_back(i);
-  std::vector<bool> fused_away(graph.ops.size(), false);
-  struct Fusion {
-    size_t add;
-    const Val* residual;
-  };
-  // The last feature map (the global average pool's input) is an output too, for heatmaps
-  // (wasm/heatmap.h): written where run() is told, at no extra pass. Not while recording ranges,
-  // whose outputs are every op's.
-  std::string map_name;
-  if (options_.feature_map && !options_.record_ranges)
-    for (const Op& op : graph.ops)
-      if (op.kind == Op::GlobalAvgPool && op.name == graph.features) map_name = op.inputs.at(0);
-  auto conv_out_shape = [&](const Op& op, const Shape& is) {
-    return Shape{out_size(is.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same),
-                 out_size(is.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.kind == Op::Conv ? op.cout : is.c};
-  };
-  auto fusable_add = [&](size_t conv, const Shape& os) -> std::optional<Fusion> {
-    const Op& op = graph.ops[conv];
-    if (!options_.fuse_residual || options_.record_ranges || static_int8_ || op.relu) return std::nullopt;
-    if (op.name == graph.features || op.name == graph.logits) return std::nullopt;
-    const auto& u = users[op.name];
-    if (u.size() != 1 || graph.ops[u[0]].kind != Op::Add) return std::nullopt;
-    const Op& add = graph.ops[u[0]];
-    if (add.name == graph.features || add.name == graph.logits || add.inputs.size() != 2) return std::nullopt;
-    const std::string& other = add.inputs[0] == op.name ? add.inputs[1] : add.inputs[0];
-    if (other == op.name || !vals.count(other)) return std::nullopt;
-    const Val& r = vals.at(other);
-    if (r.shape.h != os.h || r.shape.w != os.w || r.shape.c != os.c) return std::nullopt;
-    return Fusion{u[0], &r};
-  };
-  for (size_t i = 0; i < graph.ops.size(); ++i) {
-    if (fused_away[i]) continue;
-    const Op& op = graph.ops[i];
-    const Val in0 = vals.at(op.inputs.at(0));
-    const Shape is = in0.shape;
-    const float lo = op.relu ? 0.f : -inf;
-    const bool is_features = op.name == graph.features, is_logits = op.name == graph.logits;
-    // a convolution whose fused add makes the feature map writes the map itself
-    const std::optional<Fusion> fusion = op.kind == Op::Conv ? fusable_add(i, conv_out_shape(op, in0.shape)) : std::nullopt;
-    const bool is_map = !map_name.empty() && (op.name == map_name || (fusion && graph.ops[fusion->add].name == map_name));
-    uint32_t ext = is_features ? kFeaturesId : is_logits ? kLogitsId : is_map ? kMapId : XNN_INVALID_VALUE_ID;
-    uint32_t vflags = ext == XNN_INVALID_VALUE_ID ? 0 : XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
-    const bool recordable = op.kind == Op::Conv || op.kind == Op::MaxPool || op.kind == Op::Add;
-    if (options_.record_ranges && recordable && ext == XNN_INVALID_VALUE_ID) {
-      ext = kFirstRecordedId + uint32_t(recorded_.size());
-      vflags = XNN_VALUE_FLAG_EXTERNAL_OUTPUT;
-    }
-    // int8 ops write int8 values; one that is also an output gets a conversion to fp32 after it.
-    const bool q_out = static_int8_ && recordable;
-    const Val in = q_out ? to_int8(in0) : Val{to_fp32(in0, XNN_INVALID_VALUE_ID, 0), is, false, Quant{}, in0.row};
-    const int row = int(i + 1);
-    auto output = [&](const Shape& os, const Quant& qp) {
-      std::vector<size_t> dims{1, size_t(os.h), size_t(os.w), size_t(os.c)};
-      if (ext >= kFirstRecordedId) recorded_.push_back({i, size_t(os.h) * os.w * os.c});
-      return q_out ? define_q(dims, qp) : define(dims, nullptr, ext, vflags);
-    };
-    Val out_val;
-    switch (op.kind) {
-      case Op::Conv:
-      case Op::MaxPool: {
-        const Shape os = conv_out_shape(op, is);
-        if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
-        const uint32_t flags = op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0;
-        if (op.kind == Op::Conv) {
-          if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
-          const std::vector<size_t> wshape{size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)};
-          const Quant qp = q_out ? range_quant(size_t(row)) : Quant{};
-          const uint32_t out = output(os, qp);
-          uint32_t w, b, x;
-          if (q_out) {
-            auto [wid, wscale] = int8_filter(op.name + ".weight", wshape);
-            w = wid;
-            b = int32_bias(op.name + ".bias", size_t(op.cout), in.quant.scale, *wscale);
-            x = in.id;
-          } else {
-            const bool dyn = options_.int8 && (op.cin > 4 || options_.int8_first_conv);
-            w = dyn ? int8_filter(op.name + ".weight", wshape).first : static_tensor(op.name + ".weight", wshape);
-            b = static_tensor(op.name + ".bias", {size_t(op.cout)});
-            x = dyn ? quantise_dynamic(in.id, is) : in.id;
-          }
-          // with the add fused, the convolution's clamp is the add's ReLU, applied after the add
-          const float conv_lo = fusion ? (graph.ops[fusion->add].relu ? 0.f : -inf) : lo;
-          const uint32_t residual_id = fusion ? to_fp32(*fusion->residual, XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
-          check(xnn_define_convolution_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
-                                          1, op.cin, op.cout, conv_lo, inf, x, w, b, out, flags),
-                "define convolution " + op.name);
-          out_val = Val{out, os, q_out, qp, row};
-          if (fusion) {
-            const Op& add = graph.ops[fusion->add];
-            check(xnn_petal_convolution_add_residual(sg, residual_id), "fuse " + add.name + " into " + op.name);
-            fused_away[fusion->add] = true;
-            vals[add.name] = Val{out, os, false, Quant{}, int(fusion->add + 1)};
-          }
-        } else {
-          // int8 max pooling keeps its input's quantisation
-          const uint32_t out = output(os, in.quant);
-          check(xnn_define_max_pooling_2d(sg, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1,
-                                          lo, inf, in.id, out, flags),
-                "define max pooling " + op.name);
-          out_val = Val{out, os, q_out, in.quant, in.row};
-        }
-        break;
-      }
-      case Op::Add: {
-        const Val in1 = vals.at(op.inputs.at(1));
-        const uint32_t b_id = q_out ? to_int8(in1).id : to_fp32(in1, XNN_INVALID_VALUE_ID, 0);
-        const Quant qp = q_out ? range_quant(size_t(row)) : Quant{};
-        const uint32_t out = output(is, qp);
-        // int8: a ReLU is the saturation at the output's zero point (its range starts at 0).
-        xnn_binary_params p{lo, inf};
-        check(xnn_define_binary(sg, xnn_binary_add, q_out || !op.relu ? nullptr : &p, in.id, b_id, out, 0),
-              "define add " + op.name);
-        out_val = Val{out, is, q_out, qp, row};
-        break;
-      }
-      case Op::GlobalAvgPool: {
-        const uint32_t out = define({1, size_t(is.c)}, nullptr, ext, vflags);
-        const size_t axes[2] = {1, 2};
-        check(xnn_define_static_reduce(sg, xnn_reduce_mean, 2, axes, in.id, out, 0), "define global average pooling");
-        out_val = Val{out, Shape{1, 1, is.c}, false, Quant{}, row};
-        break;
-      }
-      case Op::Dense: {
-        if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
-        const uint32_t out = define({1, size_t(op.cout)}, nullptr, ext, vflags);
-        const uint32_t w = static_tensor(op.name + ".weight", {size_t(op.cout), size_t(op.cin)});
-        const uint32_t b = static_tensor(op.name + ".bias", {size_t(op.cout)});
-        check(xnn_define_fully_connected(sg, lo, inf, in.id, w, b, out, 0), "define dense " + op.name);
-        out_val = Val{out, Shape{1, 1, op.cout}, false, Quant{}, row};
-        break;
-      }
-    }
-    if (out_val.q && ext != XNN_INVALID_VALUE_ID) to_fp32(out_val, ext, vflags);  // an int8 output the caller reads
-    if (is_map) map_shape_ = MapShape{out_val.shape.h, out_val.shape.w, out_val.shape.c};
-    vals[op.name] = out_val;
-  }
-  if (!vals.count(graph.features)) throw Error("the model's graph has no features output");
+  for (auto& r : built.recorded) recorded_.push_back({r.op, r.numel});
   uint32_t rflags = 0;
   if (options_.profile) rflags |= XNN_FLAG_BASIC_PROFILING;
   if (options_.transient_indirection) rflags |= XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER;

@@ -103,9 +103,6 @@ void Graph::validate() const {
   std::map<std::string, Shape> vals{{"input", {input_h, input_w, input_c, false}}};
   constexpr int64_t kMaxValue = int64_t(1) << 26;  // floats in one intermediate tensor (256 MB)
   auto bad = [](const Op& op, const std::string& why) { return Error("the model's layer '" + op.name + "' " + why); };
-  auto out_size = [](int64_t in, int k, int s, int a, int b, bool same) {
-    return same ? (in + s - 1) / s : (in + a + b - k) / s + 1;
-  };
   for (const Op& op : ops) {
     if (op.name.empty() || vals.count(op.name)) throw bad(op, "has an empty or repeated name");
     const size_t arity = op.kind == Op::Add ? 2 : 1;
@@ -122,8 +119,8 @@ void Graph::validate() const {
           throw bad(op, "has an invalid kernel size or stride");
         for (int p : op.pad)
           if (p < 0 || p > 64) throw bad(op, "has an invalid padding");
-        out.h = out_size(in.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same);
-        out.w = out_size(in.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same);
+        out.h = op.out_h(in.h);
+        out.w = op.out_w(in.w);
         if (out.h < 1 || out.w < 1) throw bad(op, "gets an input smaller than its kernel");
         if (op.kind == Op::Conv) {
           if (op.cin != in.c) throw bad(op, "expects " + std::to_string(op.cin) + " channels but gets " + std::to_string(in.c));

@@ -4,6 +4,7 @@
 // the XNNPACK backbone is built from it. Weights live in the bundle as `<op>.weight`/`<op>.bias`.
 #pragma once
 #include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct Op {
   bool same = false;                   // TensorFlow 'same' padding (computed from the input size)
   bool relu = false;                   // ReLU fused on the output
   int cin = 0, cout = 0;               // Conv: weight [cout, kh, kw, cin]; Dense: weight [cout, cin]
+  // Conv, MaxPool: the output's height and width for an input of `in` rows or columns.
+  int64_t out_h(int64_t in) const { return same ? (in + sh - 1) / sh : (in + pad[0] + pad[2] - kh) / sh + 1; }
+  int64_t out_w(int64_t in) const { return same ? (in + sw - 1) / sw : (in + pad[3] + pad[1] - kw) / sw + 1; }
 };
 
 struct Graph {
