@@ -126,27 +126,9 @@ struct Node {
   std::vector<Attr> attrs;
 };
 
-Attr a_int(const std::string& n, int64_t v) {
-  Attr a;
-  a.name = n;
-  a.type = Attr::Int;
-  a.i = v;
-  return a;
-}
-Attr a_ints(const std::string& n, std::vector<int64_t> v) {
-  Attr a;
-  a.name = n;
-  a.type = Attr::Ints;
-  a.ints = std::move(v);
-  return a;
-}
-Attr a_float(const std::string& n, float v) {
-  Attr a;
-  a.name = n;
-  a.type = Attr::Float;
-  a.fl = v;
-  return a;
-}
+Attr a_int(const std::string& n, int64_t v) { return Attr{n, Attr::Int, v, {}, 0.f}; }
+Attr a_ints(const std::string& n, std::vector<int64_t> v) { return Attr{n, Attr::Ints, 0, std::move(v), 0.f}; }
+Attr a_float(const std::string& n, float v) { return Attr{n, Attr::Float, 0, {}, v}; }
 
 Pb encode_node(const Node& n) {
   Pb p;
@@ -228,125 +210,130 @@ bool write_tensor(Pb& out, uint32_t field, const std::string& name, const std::v
   return true;
 }
 
-int out_size(int in, int k, int s, int pad_a, int pad_b, bool same) {
-  if (same) return (in + s - 1) / s;
-  return (in + pad_a + pad_b - k) / s + 1;
-}
+// The model, written in one buffer with the graph in place inside it: the model's own fields
+// first (protobuf fields may come in any order), then the graph with the weights. Sized once from
+// the bundle's tensors, so that a 100 MB model is never copied or regrown. The nodes are kept and
+// encoded after the initialisers.
+class OnnxWriter {
+ public:
+  OnnxWriter(const Graph& graph, const Bundle& bundle, const OnnxOptions& options)
+      : graph_(graph), bundle_(bundle), options_(options), with_head_(options.head && bundle.has("head.dense1.weight")),
+        with_logits_(!with_head_ && options.logits && !graph.logits.empty()) {}
+  std::string write(OnnxSummary* summary);
 
-}  // namespace
-
-std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOptions& options, OnnxSummary* summary) {
-  std::vector<Node> nodes;
-  size_t n_init = 0, n_params = 0;
-  auto weight = [&](const std::string& name, const std::vector<size_t>& shape) -> const Tensor& {
-    return bundle.get(name, shape);  // throws petal::Error naming the missing/misshapen tensor
+ private:
+  struct Shape {
+    int h, w, c;
   };
-  auto add = [&](Node n) {
+  void model_fields();
+  void backbone();
+  Shape window(const Op& op, const Shape& is, const std::string& in0, const std::string& pre);
+  void head();
+  std::string residual_units(const std::string& logits, size_t classes, const std::vector<Attr>& gemm);
+  void initializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data, const Tensor& like);
+  // throws petal::Error naming the missing/misshapen tensor
+  const Tensor& weight(const std::string& name, const std::vector<size_t>& shape) const { return bundle_.get(name, shape); }
+  void add(Node n) {
     if (n.name.empty()) n.name = n.out.at(0);
-    nodes.push_back(std::move(n));
-  };
-  const bool with_head = options.head && bundle.has("head.dense1.weight");
-  const bool with_logits = !with_head && options.logits && !graph.logits.empty();
+    nodes_.push_back(std::move(n));
+  }
   // Weights the bundle stores as fp16 stay fp16 (exactly the same values, half the bytes), cast
   // to fp32 inside the model.
-  auto in_fp16 = [&](const Tensor& t) { return options.keep_fp16 && t.stored == DType::F16; };
+  bool in_fp16(const Tensor& t) const { return options_.keep_fp16 && t.stored == DType::F16; }
+  // ONNX names of the graph's values: the features and logits get stable output names.
+  std::string vname(const std::string& v) const {
+    if (v == graph_.features) return "features";
+    if (with_logits_ && v == graph_.logits) return "logits";
+    if (v == "input") return "input_nchw";
+    return v;
+  }
 
-  // The model is written in one buffer, the graph in place inside it: the model's own fields
-  // first (protobuf fields may come in any order), then the graph with the weights. Sized once
-  // from the bundle's tensors, so that a 100 MB model is never copied or regrown.
+  const Graph& graph_;
+  const Bundle& bundle_;
+  const OnnxOptions& options_;
+  const bool with_head_, with_logits_;
+  Pb model_;  // after model_fields(), the graph's fields
+  std::vector<Node> nodes_;
+  std::vector<std::pair<std::string, int64_t>> outputs_;
+  size_t n_init_ = 0, n_params_ = 0;
+};
+
+std::string OnnxWriter::write(OnnxSummary* summary) {
+  model_fields();
+  const size_t graph_start = model_.begin(f::kGraph);
+  backbone();
+  outputs_ = {{"features", graph_.feature_dim}};
+  if (with_logits_) outputs_.push_back({"logits", graph_.num_logits});
+  if (with_head_) head();
+  for (auto& n : nodes_) model_.msg(f::kNode, encode_node(n));
+  model_.str(f::kGraphName, with_head_ ? "petal_classifier" : "petal_backbone");
+  model_.msg(f::kInput, encode_value_info("input", {-1, graph_.input_h, graph_.input_w, graph_.input_c}));
+  for (auto& [name, dim] : outputs_) model_.msg(f::kOutput, encode_value_info(name, {-1, dim}));
+  model_.end(graph_start);
+  if (summary) {
+    summary->outputs.clear();
+    for (auto& o : outputs_) summary->outputs.push_back(o.first);
+    summary->nodes = nodes_.size();
+    summary->initializers = n_init_;
+    summary->parameters = n_params_;
+  }
+  return model_.take();
+}
+
+void OnnxWriter::model_fields() {
   std::string class_names;
-  if (with_head && bundle.metadata.count("class_names")) class_names = bundle.metadata.at("class_names");
-  Pb model;
+  if (with_head_ && bundle_.metadata.count("class_names")) class_names = bundle_.metadata.at("class_names");
   size_t weight_bytes = 0;
-  for (auto& [name, t] : bundle.tensors)
+  for (auto& [name, t] : bundle_.tensors)
     if (name.rfind("bank.", 0) != 0) weight_bytes += t.numel() * (in_fp16(t) ? 2 : 4);
-  model.reserve(weight_bytes + (1u << 20));
-  model.varint(f::kIrVersion, 8);
-  model.str(f::kProducerName, "petal");
-  model.str(f::kProducerVersion, options.producer_version);
-  model.str(f::kDocString,
-            "Petal model. Input 'input': batch x H x W x 3 float32, NHWC, RGB->BGR minus the ImageNet means "
-            "[103.939, 116.779, 123.68] (Keras 'caffe' preprocessing) after resizing to H x W.");
+  model_.reserve(weight_bytes + (1u << 20));
+  model_.varint(f::kIrVersion, 8);
+  model_.str(f::kProducerName, "petal");
+  model_.str(f::kProducerVersion, options_.producer_version);
+  model_.str(f::kDocString,
+             "Petal model. Input 'input': batch x H x W x 3 float32, NHWC, RGB->BGR minus the ImageNet means "
+             "[103.939, 116.779, 123.68] (Keras 'caffe' preprocessing) after resizing to H x W.");
   Pb opset;
   opset.str(f::kOpsetDomain, "");
-  opset.varint(f::kOpsetVersion, uint64_t(options.opset));
-  model.msg(f::kOpsetImport, opset);
+  opset.varint(f::kOpsetVersion, uint64_t(options_.opset));
+  model_.msg(f::kOpsetImport, opset);
   auto meta = [&](const std::string& k, const std::string& v) {
     Pb e;
     e.str(f::kKey, k);
     e.str(f::kValue, v);
-    model.msg(f::kMetadataProps, e);
+    model_.msg(f::kMetadataProps, e);
   };
   meta("petal.preprocessing", "caffe");
   meta("petal.input_layout", "NHWC");
   if (!class_names.empty()) meta("petal.class_names", class_names);
-  if (with_logits && bundle.metadata.count("imagenet_labels")) meta("petal.imagenet_labels", bundle.metadata.at("imagenet_labels"));
-  const size_t graph_start = model.begin(f::kGraph);
-  Pb& graph_pb = model;  // from here on, the graph's fields
+  if (with_logits_ && bundle_.metadata.count("imagenet_labels")) meta("petal.imagenet_labels", bundle_.metadata.at("imagenet_labels"));
+}
 
-  // `data` holds the tensor in ONNX's element order; `like` is the bundle tensor it comes from.
-  auto initializer = [&](const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data,
-                         const Tensor& like) {
-    if (write_tensor(graph_pb, f::kInitializer, name, dims, data.data(), data.size(), in_fp16(like))) add({"Cast", name + "/cast", {name + "/fp16"}, {name}, {a_int("to", int64_t(f::kFloat))}});
-    ++n_init;
-    n_params += data.size();
-  };
-  // ONNX names of the graph's values: the features and logits get stable output names.
-  auto vname = [&](const std::string& v) -> std::string {
-    if (v == graph.features) return "features";
-    if (with_logits && v == graph.logits) return "logits";
-    if (v == "input") return "input_nchw";
-    return v;
-  };
-  struct Shape { int h, w, c; };
+// `data` holds the tensor in ONNX's element order; `like` is the bundle tensor it comes from.
+void OnnxWriter::initializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<float>& data,
+                             const Tensor& like) {
+  if (write_tensor(model_, f::kInitializer, name, dims, data.data(), data.size(), in_fp16(like)))
+    add({"Cast", name + "/cast", {name + "/fp16"}, {name}, {a_int("to", int64_t(f::kFloat))}});
+  ++n_init_;
+  n_params_ += data.size();
+}
+
+// The backbone's ops, NHWC input transposed to NCHW first. Ops after the features are the
+// ImageNet classifier: skipped when it is not wanted.
+void OnnxWriter::backbone() {
   std::map<std::string, Shape> shapes;
-  shapes["input"] = {graph.input_h, graph.input_w, graph.input_c};
+  shapes["input"] = {graph_.input_h, graph_.input_w, graph_.input_c};
   add({"Transpose", "input_to_nchw", {"input"}, {"input_nchw"}, {a_ints("perm", {0, 3, 1, 2})}});
-
-  // Ops after the features are the ImageNet classifier: skipped when it is not wanted.
   bool past_features = false;
-  for (const Op& op : graph.ops) {
-    if (past_features && !with_logits) break;
+  for (const Op& op : graph_.ops) {
+    if (past_features && !with_logits_) break;
     const Shape is = shapes.at(op.inputs.at(0));
     const std::string in0 = vname(op.inputs.at(0));
     const std::string out = vname(op.name);
     const std::string pre = op.relu ? op.name + "/prerelu" : out;  // value before the fused ReLU
     switch (op.kind) {
       case Op::Conv:
-      case Op::MaxPool: {
-        const Shape os{out_size(is.h, op.kh, op.sh, op.pad[0], op.pad[2], op.same),
-                       out_size(is.w, op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.kind == Op::Conv ? op.cout : is.c};
-        if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
-        int64_t top = op.pad[0], right = op.pad[1], bottom = op.pad[2], left = op.pad[3];
-        if (op.same) {  // TensorFlow SAME: the odd pixel of padding goes after
-          const int ph = std::max((os.h - 1) * op.sh + op.kh - is.h, 0), pw = std::max((os.w - 1) * op.sw + op.kw - is.w, 0);
-          top = ph / 2, bottom = ph - ph / 2, left = pw / 2, right = pw - pw / 2;
-        }
-        std::vector<Attr> attrs{a_ints("kernel_shape", {op.kh, op.kw}), a_ints("strides", {op.sh, op.sw}),
-                                a_ints("pads", {top, left, bottom, right})};
-        if (op.kind == Op::Conv) {
-          if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
-          // Petal stores [cout, kh, kw, cin]; ONNX wants [cout, cin, kh, kw].
-          const Tensor& w = weight(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)});
-          const Tensor& b = weight(op.name + ".bias", {size_t(op.cout)});
-          std::vector<float> wt(w.data.size());
-          const size_t K = size_t(op.kh) * op.kw;
-          for (size_t o = 0; o < size_t(op.cout); ++o)
-            for (size_t k = 0; k < K; ++k)
-              for (size_t c = 0; c < size_t(op.cin); ++c) wt[(o * op.cin + c) * K + k] = w.data[(o * K + k) * op.cin + c];
-          initializer(op.name + ".weight", {op.cout, op.cin, op.kh, op.kw}, wt, w);
-          initializer(op.name + ".bias", {op.cout}, b.data, b);
-          attrs.push_back(a_ints("dilations", {1, 1}));
-          attrs.push_back(a_int("group", 1));
-          add({"Conv", op.name, {in0, op.name + ".weight", op.name + ".bias"}, {pre}, attrs});
-        } else {
-          // Keras pads with zeros before its max pooling, ONNX pads with -inf; the same wherever
-          // a window holds one real pixel, as it always does here.
-          add({"MaxPool", op.name, {in0}, {pre}, attrs});
-        }
-        shapes[op.name] = os;
-        break;
-      }
+      case Op::MaxPool: shapes[op.name] = window(op, is, in0, pre); break;
       case Op::Add: {
         const Shape is2 = shapes.at(op.inputs.at(1));
         if (is2.h != is.h || is2.w != is.w || is2.c != is.c) throw Error("layer '" + op.name + "' adds unequal shapes");
@@ -373,71 +360,98 @@ std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOpti
       }
     }
     if (op.relu) add({"Relu", op.name + "/relu", {pre}, {out}, {}});
-    if (op.name == graph.features) past_features = true;
+    if (op.name == graph_.features) past_features = true;
   }
-  if (!shapes.count(graph.features)) throw Error("the model's graph has no features output");
+  if (!shapes.count(graph_.features)) throw Error("the model's graph has no features output");
+}
 
-  std::vector<std::pair<std::string, int64_t>> outputs{{"features", graph.feature_dim}};
-  if (with_logits) outputs.push_back({"logits", graph.num_logits});
-  if (with_head) {
-    const Tensor& w1 = bundle.get("head.dense1.weight");
-    if (w1.shape.size() != 2 || w1.shape[1] != size_t(graph.feature_dim))
-      throw Error("the model bundle's head does not fit its backbone's features");
-    const size_t hidden = w1.shape[0];
-    const Tensor& b1 = weight("head.dense1.bias", {hidden});
-    const Tensor& w2 = bundle.get("head.dense2.weight");
-    if (w2.shape.size() != 2 || w2.shape[1] != hidden) throw Error("the model bundle's head tensors have inconsistent shapes");
-    const size_t classes = w2.shape[0];
-    const Tensor& b2 = weight("head.dense2.bias", {classes});
-    initializer("head.dense1.weight", {int64_t(hidden), graph.feature_dim}, w1.data, w1);
-    initializer("head.dense1.bias", {int64_t(hidden)}, b1.data, b1);
-    initializer("head.dense2.weight", {int64_t(classes), int64_t(hidden)}, w2.data, w2);
-    initializer("head.dense2.bias", {int64_t(classes)}, b2.data, b2);
-    const std::vector<Attr> gemm{a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)};
-    add({"Gemm", "head.dense1", {"features", "head.dense1.weight", "head.dense1.bias"}, {"head.dense1"}, gemm});
-    add({"Relu", "head.dense1/relu", {"head.dense1"}, {"head.hidden"}, {}});
-    std::string logits = "head.logits";
-    add({"Gemm", "head.dense2", {"head.hidden", "head.dense2.weight", "head.dense2.bias"}, {logits}, gemm});
-    if (bundle.has("head.residual.weight")) {  // taught units (wasm/head.h): scale·logits + out·(W·n(x − c) + b)
-      const Tensor& rw = bundle.get("head.residual.weight");
-      if (rw.shape.size() != 2 || rw.shape[1] != size_t(graph.feature_dim) || rw.shape[0] == 0)
-        throw Error("the model bundle's residual units have an invalid shape");
-      const size_t units = rw.shape[0];
-      const Tensor& rb = weight("head.residual.bias", {units});
-      const Tensor& ro = weight("head.residual.out", {classes, units});
-      const Tensor& rc = weight("head.residual.center", {size_t(graph.feature_dim)});
-      const Tensor& rs = weight("head.residual.base_scale", {1});
-      initializer("head.residual.weight", {int64_t(units), graph.feature_dim}, rw.data, rw);
-      initializer("head.residual.bias", {int64_t(units)}, rb.data, rb);
-      initializer("head.residual.out", {int64_t(classes), int64_t(units)}, ro.data, ro);
-      initializer("head.residual.center", {graph.feature_dim}, rc.data, rc);
-      initializer("head.residual.base_scale", {1}, rs.data, rs);
-      add({"Sub", "head.residual/centre", {"features", "head.residual.center"}, {"head.residual.centred"}, {}});
-      add({"LpNormalization", "head.residual/normalize", {"head.residual.centred"}, {"head.residual.input"}, {a_int("axis", -1), a_int("p", 2)}});
-      add({"Gemm", "head.residual", {"head.residual.input", "head.residual.weight", "head.residual.bias"}, {"head.residual.units"}, gemm});
-      add({"Gemm", "head.residual/out", {"head.residual.units", "head.residual.out"}, {"head.residual.scores"}, {a_int("transB", 1)}});
-      add({"Mul", "head.residual/scale", {logits, "head.residual.base_scale"}, {"head.logits.scaled"}, {}});
-      add({"Add", "head.residual/add", {"head.logits.scaled", "head.residual.scores"}, {"head.logits.taught"}, {}});
-      logits = "head.logits.taught";
-    }
-    add({"Softmax", "head.softmax", {logits}, {"probabilities"}, {a_int("axis", -1)}});
-    outputs.push_back({"probabilities", int64_t(classes)});
+// A convolution or max pooling; returns its output's shape.
+OnnxWriter::Shape OnnxWriter::window(const Op& op, const Shape& is, const std::string& in0, const std::string& pre) {
+  const Shape os{int(op.out_h(is.h)), int(op.out_w(is.w)), op.kind == Op::Conv ? op.cout : is.c};
+  if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
+  int64_t top = op.pad[0], right = op.pad[1], bottom = op.pad[2], left = op.pad[3];
+  if (op.same) {  // TensorFlow SAME: the odd pixel of padding goes after
+    const int ph = std::max((os.h - 1) * op.sh + op.kh - is.h, 0), pw = std::max((os.w - 1) * op.sw + op.kw - is.w, 0);
+    top = ph / 2, bottom = ph - ph / 2, left = pw / 2, right = pw - pw / 2;
   }
-
-  for (auto& n : nodes) graph_pb.msg(f::kNode, encode_node(n));
-  graph_pb.str(f::kGraphName, with_head ? "petal_classifier" : "petal_backbone");
-  graph_pb.msg(f::kInput, encode_value_info("input", {-1, graph.input_h, graph.input_w, graph.input_c}));
-  for (auto& [name, dim] : outputs) graph_pb.msg(f::kOutput, encode_value_info(name, {-1, dim}));
-
-  model.end(graph_start);
-  if (summary) {
-    summary->outputs.clear();
-    for (auto& o : outputs) summary->outputs.push_back(o.first);
-    summary->nodes = nodes.size();
-    summary->initializers = n_init;
-    summary->parameters = n_params;
+  std::vector<Attr> attrs{a_ints("kernel_shape", {op.kh, op.kw}), a_ints("strides", {op.sh, op.sw}),
+                          a_ints("pads", {top, left, bottom, right})};
+  if (op.kind == Op::MaxPool) {
+    // Keras pads with zeros before its max pooling, ONNX pads with -inf; the same wherever
+    // a window holds one real pixel, as it always does here.
+    add({"MaxPool", op.name, {in0}, {pre}, attrs});
+    return os;
   }
-  return model.take();
+  if (op.cin != is.c) throw Error("layer '" + op.name + "' does not fit its input");
+  // Petal stores [cout, kh, kw, cin]; ONNX wants [cout, cin, kh, kw].
+  const Tensor& w = weight(op.name + ".weight", {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)});
+  const Tensor& b = weight(op.name + ".bias", {size_t(op.cout)});
+  std::vector<float> wt(w.data.size());
+  const size_t K = size_t(op.kh) * op.kw;
+  for (size_t o = 0; o < size_t(op.cout); ++o)
+    for (size_t k = 0; k < K; ++k)
+      for (size_t c = 0; c < size_t(op.cin); ++c) wt[(o * op.cin + c) * K + k] = w.data[(o * K + k) * op.cin + c];
+  initializer(op.name + ".weight", {op.cout, op.cin, op.kh, op.kw}, wt, w);
+  initializer(op.name + ".bias", {op.cout}, b.data, b);
+  attrs.push_back(a_ints("dilations", {1, 1}));
+  attrs.push_back(a_int("group", 1));
+  add({"Conv", op.name, {in0, op.name + ".weight", op.name + ".bias"}, {pre}, attrs});
+  return os;
+}
+
+// The trained head on the features: Dense-ReLU-Dense, the taught units if any, softmax.
+void OnnxWriter::head() {
+  const Tensor& w1 = bundle_.get("head.dense1.weight");
+  if (w1.shape.size() != 2 || w1.shape[1] != size_t(graph_.feature_dim))
+    throw Error("the model bundle's head does not fit its backbone's features");
+  const size_t hidden = w1.shape[0];
+  const Tensor& b1 = weight("head.dense1.bias", {hidden});
+  const Tensor& w2 = bundle_.get("head.dense2.weight");
+  if (w2.shape.size() != 2 || w2.shape[1] != hidden) throw Error("the model bundle's head tensors have inconsistent shapes");
+  const size_t classes = w2.shape[0];
+  const Tensor& b2 = weight("head.dense2.bias", {classes});
+  initializer("head.dense1.weight", {int64_t(hidden), graph_.feature_dim}, w1.data, w1);
+  initializer("head.dense1.bias", {int64_t(hidden)}, b1.data, b1);
+  initializer("head.dense2.weight", {int64_t(classes), int64_t(hidden)}, w2.data, w2);
+  initializer("head.dense2.bias", {int64_t(classes)}, b2.data, b2);
+  const std::vector<Attr> gemm{a_float("alpha", 1.f), a_float("beta", 1.f), a_int("transB", 1)};
+  add({"Gemm", "head.dense1", {"features", "head.dense1.weight", "head.dense1.bias"}, {"head.dense1"}, gemm});
+  add({"Relu", "head.dense1/relu", {"head.dense1"}, {"head.hidden"}, {}});
+  std::string logits = "head.logits";
+  add({"Gemm", "head.dense2", {"head.hidden", "head.dense2.weight", "head.dense2.bias"}, {logits}, gemm});
+  if (bundle_.has("head.residual.weight")) logits = residual_units(logits, classes, gemm);
+  add({"Softmax", "head.softmax", {logits}, {"probabilities"}, {a_int("axis", -1)}});
+  outputs_.push_back({"probabilities", int64_t(classes)});
+}
+
+// Taught units (wasm/head.h): scale·logits + out·(W·n(x − c) + b); returns the scores' name.
+std::string OnnxWriter::residual_units(const std::string& logits, size_t classes, const std::vector<Attr>& gemm) {
+  const Tensor& rw = bundle_.get("head.residual.weight");
+  if (rw.shape.size() != 2 || rw.shape[1] != size_t(graph_.feature_dim) || rw.shape[0] == 0)
+    throw Error("the model bundle's residual units have an invalid shape");
+  const size_t units = rw.shape[0];
+  const Tensor& rb = weight("head.residual.bias", {units});
+  const Tensor& ro = weight("head.residual.out", {classes, units});
+  const Tensor& rc = weight("head.residual.center", {size_t(graph_.feature_dim)});
+  const Tensor& rs = weight("head.residual.base_scale", {1});
+  initializer("head.residual.weight", {int64_t(units), graph_.feature_dim}, rw.data, rw);
+  initializer("head.residual.bias", {int64_t(units)}, rb.data, rb);
+  initializer("head.residual.out", {int64_t(classes), int64_t(units)}, ro.data, ro);
+  initializer("head.residual.center", {graph_.feature_dim}, rc.data, rc);
+  initializer("head.residual.base_scale", {1}, rs.data, rs);
+  add({"Sub", "head.residual/centre", {"features", "head.residual.center"}, {"head.residual.centred"}, {}});
+  add({"LpNormalization", "head.residual/normalize", {"head.residual.centred"}, {"head.residual.input"}, {a_int("axis", -1), a_int("p", 2)}});
+  add({"Gemm", "head.residual", {"head.residual.input", "head.residual.weight", "head.residual.bias"}, {"head.residual.units"}, gemm});
+  add({"Gemm", "head.residual/out", {"head.residual.units", "head.residual.out"}, {"head.residual.scores"}, {a_int("transB", 1)}});
+  add({"Mul", "head.residual/scale", {logits, "head.residual.base_scale"}, {"head.logits.scaled"}, {}});
+  add({"Add", "head.residual/add", {"head.logits.scaled", "head.residual.scores"}, {"head.logits.taught"}, {}});
+  return "head.logits.taught";
+}
+
+}  // namespace
+
+std::string export_onnx(const Graph& graph, const Bundle& bundle, const OnnxOptions& options, OnnxSummary* summary) {
+  return OnnxWriter(graph, bundle, options).write(summary);
 }
 
 }  // namespace petal
