@@ -59,235 +59,284 @@ std::array<int, 4> zero_padding(const json& cfg) {  // Keras ((top,bottom),(left
   return r;
 }
 
-}  // namespace
-
-static ImportedBackbone import_keras_layers_impl(const std::string& layers_text, const WeightLookup& weights) {
-  json layers;
-  try {
-    layers = json::parse(layers_text);
-  } catch (const std::exception& e) {
-    throw Error(std::string("the model's layer list is not valid JSON: ") + e.what());
+// The layer list walked once, in order: each Keras layer becomes an op of the graph, or is folded
+// into one (BatchNormalization, activations, ZeroPadding2D), or is nothing (Flatten, Dropout).
+class KerasImporter {
+ public:
+  KerasImporter(const json& layers, const WeightLookup& weights) : layers_(layers), weights_(weights) {
+    for (auto& l : layers)
+      for (auto& n : inbound_names(l)) consumers_[n]++;
   }
-  ImportedBackbone m;
-  Graph& g = m.graph;
-  std::map<std::string, Value> values;          // keras layer name -> value
-  std::map<std::string, int> consumers;         // keras layer name -> number of consumers
-  std::map<std::string, size_t> producer;       // our value name -> op index
-  for (auto& l : layers)
-    for (auto& n : inbound_names(l)) consumers[n]++;
+  ImportedBackbone run();
 
-  auto need = [&](const std::string& key, const std::string& layer) -> const Tensor& {
-    const Tensor* t = weights(key);
-    if (!t) throw Error("the model has no weight '" + key + "' for layer '" + layer + "'");
-    return *t;
-  };
-  auto input_of = [&](const json& l, size_t expect) {
-    auto ins = inbound_names(l);
-    if (ins.size() != expect)
-      throw Error("layer '" + l.value("name", "?") + "' has " + std::to_string(ins.size()) + " inputs, expected " +
-                  std::to_string(expect));
-    std::vector<Value> r;
-    for (auto& n : ins) {
-      auto it = values.find(n);
-      if (it == values.end()) throw Error("layer '" + l.value("name", "?") + "' uses '" + n + "' before it is defined");
-      r.push_back(it->second);
-    }
-    return r;
-  };
-  auto foldable_producer = [&](const std::string& keras_in, const Value& v, const std::string& layer) -> Op& {
-    auto it = producer.find(v.name);
-    if (it == producer.end() || consumers[keras_in] != 1)
-      throw Error("layer '" + layer + "' cannot be folded into its input: unsupported topology");
-    return g.ops[it->second];
-  };
+ private:
+  void layer(const json& l);
+  void window(const json& l, const std::string& cls, const std::string& name, const json& cfg);
+  void conv_weights(Op& op, const std::string& name, const json& cfg);
+  void batch_norm(const json& l, const std::string& name, const json& cfg);
+  void activation(const json& l, const std::string& cls, const std::string& name, const json& cfg);
+  void dense(const json& l, const std::string& name, const json& cfg);
+  void check_channels();
+  const Tensor& need(const std::string& key, const std::string& layer) const;
+  Tensor bias(const std::string& name, const json& cfg, int cout) const;
+  std::vector<Value> input_of(const json& l, size_t expect) const;
+  Op& foldable_producer(const std::string& keras_in, const Value& v, const std::string& layer);
+  void push(const Op& op, const std::string& name);
 
-  for (auto& l : layers) {
-    const std::string cls = l.at("class_name"), name = l.at("config").value("name", l.value("name", ""));
-    const json& cfg = l.at("config");
-    if (cls == "InputLayer") {
-      auto shape = cfg.at("batch_input_shape");
-      if (shape.size() != 4 || shape[3] != 3) throw Error("the model's input is not an RGB image (NHWC, 3 channels)");
-      if (shape[1].is_number()) g.input_h = as_int(shape[1]);
-      if (shape[2].is_number()) g.input_w = as_int(shape[2]);
-      values[name] = Value{"input", {0, 0, 0, 0}};
-    } else if (cls == "ZeroPadding2D") {
-      Value v = input_of(l, 1)[0];
-      auto p = zero_padding(cfg);
-      for (int i = 0; i < 4; ++i) v.pad[i] += p[i];
-      values[name] = v;
-    } else if (cls == "Conv2D" || cls == "MaxPooling2D") {
-      Value in = input_of(l, 1)[0];
-      Op op;
-      op.kind = cls == "Conv2D" ? Op::Conv : Op::MaxPool;
-      op.name = name;
-      op.inputs = {in.name};
-      auto ks = cls == "Conv2D" ? cfg.at("kernel_size") : cfg.at("pool_size");
-      op.kh = as_int(ks.at(0));
-      op.kw = as_int(ks.at(1));
-      op.sh = as_int(cfg.at("strides").at(0));
-      op.sw = as_int(cfg.at("strides").at(1));
-      if (op.kh < 1 || op.kw < 1 || op.sh < 1 || op.sw < 1 || op.kh > 64 || op.kw > 64 || op.sh > 64 || op.sw > 64)
-        throw Error("layer '" + name + "' has an invalid kernel size or stride");
-      if (cfg.value("data_format", "channels_last") != "channels_last")
-        throw Error("layer '" + name + "' is channels_first: unsupported");
-      if (cls == "Conv2D" && (cfg.value("dilation_rate", json::array({1, 1})) != json::array({1, 1}) || cfg.value("groups", json(1)) != json(1)))
-        throw Error("layer '" + name + "' uses dilation or groups: unsupported");
-      const std::string padding = cfg.at("padding");
-      if (padding == "same") {
-        if (in.pad != std::array<int, 4>{0, 0, 0, 0})
-          throw Error("layer '" + name + "' combines ZeroPadding2D and 'same' padding: unsupported");
-        op.same = !(op.kh == 1 && op.kw == 1 && op.sh == 1 && op.sw == 1);
-      } else if (padding == "valid") {
-        op.pad = in.pad;
-      } else {
-        throw Error("layer '" + name + "' has padding '" + padding + "': unsupported");
-      }
-      if (op.kind == Op::MaxPool && in.pad != std::array<int, 4>{0, 0, 0, 0}) {
-        // Keras pads with zeros before max-pooling; XNNPACK pads with -inf. The result is the
-        // same only when the input is non-negative (after ReLU), which we check.
-        auto it = producer.find(in.name);
-        if (it == producer.end() || !g.ops[it->second].relu)
-          throw Error("layer '" + name + "' max-pools zero-padded values that may be negative: unsupported");
-      }
-      if (op.kind == Op::Conv) {
-        const Tensor& k = need(name + "/kernel", name);
-        if (k.shape.size() != 4 || int(k.shape[0]) != op.kh || int(k.shape[1]) != op.kw)
-          throw Error("weight '" + name + "/kernel' has the wrong shape");
-        op.cin = int(k.shape[2]);
-        op.cout = int(k.shape[3]);
-        if (op.cout != as_int(cfg.at("filters"))) throw Error("weight '" + name + "/kernel' does not match 'filters'");
-        Tensor w, b;
-        w.shape = {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)};
-        w.data.resize(w.numel());
-        // Keras HWIO -> XNNPACK OHWI
-        for (int y = 0; y < op.kh; ++y)
-          for (int x = 0; x < op.kw; ++x)
-            for (int i = 0; i < op.cin; ++i)
-              for (int o = 0; o < op.cout; ++o)
-                w.data[((size_t(o) * op.kh + y) * op.kw + x) * op.cin + i] =
-                    k.data[((size_t(y) * op.kw + x) * op.cin + i) * op.cout + o];
-        b.shape = {size_t(op.cout)};
-        b.data.assign(op.cout, 0.f);
-        if (cfg.value("use_bias", true)) {
-          const Tensor& kb = need(name + "/bias", name);
-          if (kb.numel() != size_t(op.cout)) throw Error("weight '" + name + "/bias' has the wrong shape");
-          b.data = kb.data;
-        }
-        const std::string act = cfg.value("activation", "linear");
-        if (act == "relu") op.relu = true;
-        else if (act != "linear") throw Error("layer '" + name + "' has activation '" + act + "': unsupported");
-        m.tensors[name + ".weight"] = std::move(w);
-        m.tensors[name + ".bias"] = std::move(b);
-      } else {
-        op.cin = op.cout = 0;
-      }
-      producer[op.name] = g.ops.size();
-      g.ops.push_back(op);
-      values[name] = Value{op.name, {0, 0, 0, 0}};
-    } else if (cls == "BatchNormalization") {
-      const std::string in_name = inbound_names(l).at(0);
-      Value in = input_of(l, 1)[0];
-      Op& conv = foldable_producer(in_name, in, name);
-      if (conv.kind != Op::Conv || conv.relu) throw Error("layer '" + name + "' does not follow a convolution: unsupported");
-      auto axis = cfg.at("axis");
-      int ax = as_int(axis.is_array() ? axis.at(0) : axis);
-      if (ax != 3 && ax != -1) throw Error("layer '" + name + "' normalises axis " + std::to_string(ax) + ": unsupported");
-      const double eps = cfg.at("epsilon");
-      const size_t C = size_t(conv.cout);
-      auto vec = [&](const std::string& p, float dflt) {
-        const Tensor* t = weights(name + "/" + p);
-        if (!t) {
-          if ((p == "gamma" && !cfg.value("scale", true)) || (p == "beta" && !cfg.value("center", true)))
-            return std::vector<float>(C, dflt);
-          throw Error("the model has no weight '" + name + "/" + p + "'");
-        }
-        if (t->numel() != C) throw Error("weight '" + name + "/" + p + "' has the wrong size");
-        return t->data;
-      };
-      auto gamma = vec("gamma", 1.f), beta = vec("beta", 0.f), mean = vec("moving_mean", 0.f), var = vec("moving_variance", 1.f);
-      Tensor& w = m.tensors[conv.name + ".weight"];
-      Tensor& b = m.tensors[conv.name + ".bias"];
-      const size_t per = w.numel() / C;
-      for (size_t o = 0; o < C; ++o) {
-        const double s = gamma[o] / std::sqrt(double(var[o]) + eps);
-        for (size_t i = 0; i < per; ++i) w.data[o * per + i] = float(w.data[o * per + i] * s);
-        b.data[o] = float((b.data[o] - mean[o]) * s + beta[o]);
-      }
-      values[name] = in;
-    } else if (cls == "Activation" || cls == "ReLU") {
-      const std::string act = cls == "ReLU" ? "relu" : cfg.at("activation").get<std::string>();
-      const std::string in_name = inbound_names(l).at(0);
-      Value in = input_of(l, 1)[0];
-      if (act == "linear") { values[name] = in; continue; }
-      if (act != "relu") throw Error("layer '" + name + "' has activation '" + act + "': unsupported");
-      if (cls == "ReLU" && (cfg.value("max_value", json()).is_number() || cfg.value("negative_slope", 0.0) != 0.0))
-        throw Error("layer '" + name + "' is a clipped or leaky ReLU: unsupported");
-      Op& p = foldable_producer(in_name, in, name);
-      if (p.kind != Op::Conv && p.kind != Op::Add) throw Error("layer '" + name + "' follows a " + p.name + ": unsupported");
-      p.relu = true;
-      values[name] = in;
-    } else if (cls == "Add") {
-      auto ins = input_of(l, 2);
-      for (auto& v : ins)
-        if (v.pad != std::array<int, 4>{0, 0, 0, 0}) throw Error("layer '" + name + "' adds padded values: unsupported");
-      Op op;
-      op.kind = Op::Add;
-      op.name = name;
-      op.inputs = {ins[0].name, ins[1].name};
-      producer[op.name] = g.ops.size();
-      g.ops.push_back(op);
-      values[name] = Value{name, {0, 0, 0, 0}};
-    } else if (cls == "GlobalAveragePooling2D") {
-      Value in = input_of(l, 1)[0];
-      Op op;
-      op.kind = Op::GlobalAvgPool;
-      op.name = name;
-      op.inputs = {in.name};
-      producer[op.name] = g.ops.size();
-      g.ops.push_back(op);
-      values[name] = Value{name, {0, 0, 0, 0}};
-      g.features = name;
-    } else if (cls == "Flatten" || cls == "Dropout") {
-      values[name] = input_of(l, 1)[0];
-    } else if (cls == "Dense") {
-      Value in = input_of(l, 1)[0];
-      if (in.name != g.features || !g.logits.empty())
-        throw Error("layer '" + name + "': only one Dense layer right after global average pooling is supported");
-      const Tensor& k = need(name + "/kernel", name);
-      if (k.shape.size() != 2) throw Error("weight '" + name + "/kernel' has the wrong shape");
-      Op op;
-      op.kind = Op::Dense;
-      op.name = name;
-      op.inputs = {in.name};
-      op.cin = int(k.shape[0]);
-      op.cout = int(k.shape[1]);
-      Tensor w, b;
-      w.shape = {size_t(op.cout), size_t(op.cin)};
-      w.data.resize(w.numel());
+  const json& layers_;
+  const WeightLookup& weights_;
+  ImportedBackbone m_;
+  Graph& g_ = m_.graph;
+  std::map<std::string, Value> values_;      // keras layer name -> value
+  std::map<std::string, int> consumers_;     // keras layer name -> number of consumers
+  std::map<std::string, size_t> producer_;   // our value name -> op index
+};
+
+const Tensor& KerasImporter::need(const std::string& key, const std::string& layer) const {
+  const Tensor* t = weights_(key);
+  if (!t) throw Error("the model has no weight '" + key + "' for layer '" + layer + "'");
+  return *t;
+}
+
+std::vector<Value> KerasImporter::input_of(const json& l, size_t expect) const {
+  auto ins = inbound_names(l);
+  if (ins.size() != expect)
+    throw Error("layer '" + l.value("name", "?") + "' has " + std::to_string(ins.size()) + " inputs, expected " +
+                std::to_string(expect));
+  std::vector<Value> r;
+  for (auto& n : ins) {
+    auto it = values_.find(n);
+    if (it == values_.end()) throw Error("layer '" + l.value("name", "?") + "' uses '" + n + "' before it is defined");
+    r.push_back(it->second);
+  }
+  return r;
+}
+
+Op& KerasImporter::foldable_producer(const std::string& keras_in, const Value& v, const std::string& layer) {
+  auto it = producer_.find(v.name);
+  if (it == producer_.end() || consumers_[keras_in] != 1)
+    throw Error("layer '" + layer + "' cannot be folded into its input: unsupported topology");
+  return g_.ops[it->second];
+}
+
+// A new op of the graph, whose output is the Keras layer `name`'s.
+void KerasImporter::push(const Op& op, const std::string& name) {
+  producer_[op.name] = g_.ops.size();
+  g_.ops.push_back(op);
+  values_[name] = Value{op.name, {0, 0, 0, 0}};
+}
+
+// A Conv2D's or Dense's bias: its weight when the layer has one, else zeros.
+Tensor KerasImporter::bias(const std::string& name, const json& cfg, int cout) const {
+  Tensor b;
+  b.shape = {size_t(cout)};
+  b.data.assign(cout, 0.f);
+  if (cfg.value("use_bias", true)) {
+    const Tensor& kb = need(name + "/bias", name);
+    if (kb.numel() != size_t(cout)) throw Error("weight '" + name + "/bias' has the wrong shape");
+    b.data = kb.data;
+  }
+  return b;
+}
+
+ImportedBackbone KerasImporter::run() {
+  for (auto& l : layers_) layer(l);
+  if (g_.features.empty()) throw Error("the model has no GlobalAveragePooling2D layer: Petal needs pooled features");
+  check_channels();
+  g_.validate();  // what a bundle reader will check: refuse it now rather than at load time
+  return std::move(m_);
+}
+
+void KerasImporter::layer(const json& l) {
+  const std::string cls = l.at("class_name"), name = l.at("config").value("name", l.value("name", ""));
+  const json& cfg = l.at("config");
+  if (cls == "InputLayer") {
+    auto shape = cfg.at("batch_input_shape");
+    if (shape.size() != 4 || shape[3] != 3) throw Error("the model's input is not an RGB image (NHWC, 3 channels)");
+    if (shape[1].is_number()) g_.input_h = as_int(shape[1]);
+    if (shape[2].is_number()) g_.input_w = as_int(shape[2]);
+    values_[name] = Value{"input", {0, 0, 0, 0}};
+  } else if (cls == "ZeroPadding2D") {
+    Value v = input_of(l, 1)[0];
+    auto p = zero_padding(cfg);
+    for (int i = 0; i < 4; ++i) v.pad[i] += p[i];
+    values_[name] = v;
+  } else if (cls == "Conv2D" || cls == "MaxPooling2D") {
+    window(l, cls, name, cfg);
+  } else if (cls == "BatchNormalization") {
+    batch_norm(l, name, cfg);
+  } else if (cls == "Activation" || cls == "ReLU") {
+    activation(l, cls, name, cfg);
+  } else if (cls == "Add") {
+    auto ins = input_of(l, 2);
+    for (auto& v : ins)
+      if (v.pad != std::array<int, 4>{0, 0, 0, 0}) throw Error("layer '" + name + "' adds padded values: unsupported");
+    Op op;
+    op.kind = Op::Add;
+    op.name = name;
+    op.inputs = {ins[0].name, ins[1].name};
+    push(op, name);
+  } else if (cls == "GlobalAveragePooling2D") {
+    Value in = input_of(l, 1)[0];
+    Op op;
+    op.kind = Op::GlobalAvgPool;
+    op.name = name;
+    op.inputs = {in.name};
+    push(op, name);
+    g_.features = name;
+  } else if (cls == "Flatten" || cls == "Dropout") {
+    values_[name] = input_of(l, 1)[0];
+  } else if (cls == "Dense") {
+    dense(l, name, cfg);
+  } else {
+    throw Error("layer '" + name + "' is a " + cls + ", which Petal cannot import");
+  }
+}
+
+// Conv2D or MaxPooling2D: kernel, strides and padding (a pending ZeroPadding2D becomes explicit).
+void KerasImporter::window(const json& l, const std::string& cls, const std::string& name, const json& cfg) {
+  Value in = input_of(l, 1)[0];
+  Op op;
+  op.kind = cls == "Conv2D" ? Op::Conv : Op::MaxPool;
+  op.name = name;
+  op.inputs = {in.name};
+  auto ks = cls == "Conv2D" ? cfg.at("kernel_size") : cfg.at("pool_size");
+  op.kh = as_int(ks.at(0));
+  op.kw = as_int(ks.at(1));
+  op.sh = as_int(cfg.at("strides").at(0));
+  op.sw = as_int(cfg.at("strides").at(1));
+  if (op.kh < 1 || op.kw < 1 || op.sh < 1 || op.sw < 1 || op.kh > 64 || op.kw > 64 || op.sh > 64 || op.sw > 64)
+    throw Error("layer '" + name + "' has an invalid kernel size or stride");
+  if (cfg.value("data_format", "channels_last") != "channels_last")
+    throw Error("layer '" + name + "' is channels_first: unsupported");
+  if (cls == "Conv2D" && (cfg.value("dilation_rate", json::array({1, 1})) != json::array({1, 1}) || cfg.value("groups", json(1)) != json(1)))
+    throw Error("layer '" + name + "' uses dilation or groups: unsupported");
+  const std::string padding = cfg.at("padding");
+  if (padding == "same") {
+    if (in.pad != std::array<int, 4>{0, 0, 0, 0})
+      throw Error("layer '" + name + "' combines ZeroPadding2D and 'same' padding: unsupported");
+    op.same = !(op.kh == 1 && op.kw == 1 && op.sh == 1 && op.sw == 1);
+  } else if (padding == "valid") {
+    op.pad = in.pad;
+  } else {
+    throw Error("layer '" + name + "' has padding '" + padding + "': unsupported");
+  }
+  if (op.kind == Op::MaxPool && in.pad != std::array<int, 4>{0, 0, 0, 0}) {
+    // Keras pads with zeros before max-pooling; XNNPACK pads with -inf. The result is the
+    // same only when the input is non-negative (after ReLU), which we check.
+    auto it = producer_.find(in.name);
+    if (it == producer_.end() || !g_.ops[it->second].relu)
+      throw Error("layer '" + name + "' max-pools zero-padded values that may be negative: unsupported");
+  }
+  if (op.kind == Op::Conv) conv_weights(op, name, cfg);
+  else op.cin = op.cout = 0;
+  push(op, name);
+}
+
+// A Conv2D's weights (Keras HWIO -> XNNPACK OHWI), bias and activation.
+void KerasImporter::conv_weights(Op& op, const std::string& name, const json& cfg) {
+  const Tensor& k = need(name + "/kernel", name);
+  if (k.shape.size() != 4 || int(k.shape[0]) != op.kh || int(k.shape[1]) != op.kw)
+    throw Error("weight '" + name + "/kernel' has the wrong shape");
+  op.cin = int(k.shape[2]);
+  op.cout = int(k.shape[3]);
+  if (op.cout != as_int(cfg.at("filters"))) throw Error("weight '" + name + "/kernel' does not match 'filters'");
+  Tensor w;
+  w.shape = {size_t(op.cout), size_t(op.kh), size_t(op.kw), size_t(op.cin)};
+  w.data.resize(w.numel());
+  for (int y = 0; y < op.kh; ++y)
+    for (int x = 0; x < op.kw; ++x)
       for (int i = 0; i < op.cin; ++i)
-        for (int o = 0; o < op.cout; ++o) w.data[size_t(o) * op.cin + i] = k.data[size_t(i) * op.cout + o];
-      b.shape = {size_t(op.cout)};
-      b.data.assign(op.cout, 0.f);
-      if (cfg.value("use_bias", true)) {
-        const Tensor& kb = need(name + "/bias", name);
-        if (kb.numel() != size_t(op.cout)) throw Error("weight '" + name + "/bias' has the wrong shape");
-        b.data = kb.data;
-      }
-      m.tensors[name + ".weight"] = std::move(w);
-      m.tensors[name + ".bias"] = std::move(b);
-      producer[op.name] = g.ops.size();
-      g.ops.push_back(op);
-      g.logits = name;
-      g.num_logits = op.cout;
-      values[name] = Value{name, {0, 0, 0, 0}};
-    } else {
-      throw Error("layer '" + name + "' is a " + cls + ", which Petal cannot import");
+        for (int o = 0; o < op.cout; ++o)
+          w.data[((size_t(o) * op.kh + y) * op.kw + x) * op.cin + i] = k.data[((size_t(y) * op.kw + x) * op.cin + i) * op.cout + o];
+  Tensor b = bias(name, cfg, op.cout);
+  const std::string act = cfg.value("activation", "linear");
+  if (act == "relu") op.relu = true;
+  else if (act != "linear") throw Error("layer '" + name + "' has activation '" + act + "': unsupported");
+  m_.tensors[name + ".weight"] = std::move(w);
+  m_.tensors[name + ".bias"] = std::move(b);
+}
+
+// BatchNormalization folded into the convolution before it, with the epsilon of its config.
+void KerasImporter::batch_norm(const json& l, const std::string& name, const json& cfg) {
+  const std::string in_name = inbound_names(l).at(0);
+  Value in = input_of(l, 1)[0];
+  Op& conv = foldable_producer(in_name, in, name);
+  if (conv.kind != Op::Conv || conv.relu) throw Error("layer '" + name + "' does not follow a convolution: unsupported");
+  auto axis = cfg.at("axis");
+  int ax = as_int(axis.is_array() ? axis.at(0) : axis);
+  if (ax != 3 && ax != -1) throw Error("layer '" + name + "' normalises axis " + std::to_string(ax) + ": unsupported");
+  const double eps = cfg.at("epsilon");
+  const size_t C = size_t(conv.cout);
+  auto vec = [&](const std::string& p, float dflt) {
+    const Tensor* t = weights_(name + "/" + p);
+    if (!t) {
+      if ((p == "gamma" && !cfg.value("scale", true)) || (p == "beta" && !cfg.value("center", true)))
+        return std::vector<float>(C, dflt);
+      throw Error("the model has no weight '" + name + "/" + p + "'");
     }
+    if (t->numel() != C) throw Error("weight '" + name + "/" + p + "' has the wrong size");
+    return t->data;
+  };
+  auto gamma = vec("gamma", 1.f), beta = vec("beta", 0.f), mean = vec("moving_mean", 0.f), var = vec("moving_variance", 1.f);
+  Tensor& w = m_.tensors[conv.name + ".weight"];
+  Tensor& b = m_.tensors[conv.name + ".bias"];
+  const size_t per = w.numel() / C;
+  for (size_t o = 0; o < C; ++o) {
+    const double s = gamma[o] / std::sqrt(double(var[o]) + eps);
+    for (size_t i = 0; i < per; ++i) w.data[o * per + i] = float(w.data[o * per + i] * s);
+    b.data[o] = float((b.data[o] - mean[o]) * s + beta[o]);
   }
-  if (g.features.empty()) throw Error("the model has no GlobalAveragePooling2D layer: Petal needs pooled features");
-  // channel bookkeeping: walk once to find the feature width and check conv input channels
+  values_[name] = in;
+}
+
+// A ReLU folded into the convolution or add before it; a linear activation is nothing.
+void KerasImporter::activation(const json& l, const std::string& cls, const std::string& name, const json& cfg) {
+  const std::string act = cls == "ReLU" ? "relu" : cfg.at("activation").get<std::string>();
+  const std::string in_name = inbound_names(l).at(0);
+  Value in = input_of(l, 1)[0];
+  if (act == "linear") {
+    values_[name] = in;
+    return;
+  }
+  if (act != "relu") throw Error("layer '" + name + "' has activation '" + act + "': unsupported");
+  if (cls == "ReLU" && (cfg.value("max_value", json()).is_number() || cfg.value("negative_slope", 0.0) != 0.0))
+    throw Error("layer '" + name + "' is a clipped or leaky ReLU: unsupported");
+  Op& p = foldable_producer(in_name, in, name);
+  if (p.kind != Op::Conv && p.kind != Op::Add) throw Error("layer '" + name + "' follows a " + p.name + ": unsupported");
+  p.relu = true;
+  values_[name] = in;
+}
+
+// The ImageNet classifier: one Dense layer right after the pooling.
+void KerasImporter::dense(const json& l, const std::string& name, const json& cfg) {
+  Value in = input_of(l, 1)[0];
+  if (in.name != g_.features || !g_.logits.empty())
+    throw Error("layer '" + name + "': only one Dense layer right after global average pooling is supported");
+  const Tensor& k = need(name + "/kernel", name);
+  if (k.shape.size() != 2) throw Error("weight '" + name + "/kernel' has the wrong shape");
+  Op op;
+  op.kind = Op::Dense;
+  op.name = name;
+  op.inputs = {in.name};
+  op.cin = int(k.shape[0]);
+  op.cout = int(k.shape[1]);
+  Tensor w;
+  w.shape = {size_t(op.cout), size_t(op.cin)};
+  w.data.resize(w.numel());
+  for (int i = 0; i < op.cin; ++i)
+    for (int o = 0; o < op.cout; ++o) w.data[size_t(o) * op.cin + i] = k.data[size_t(i) * op.cout + o];
+  m_.tensors[name + ".weight"] = std::move(w);
+  m_.tensors[name + ".bias"] = bias(name, cfg, op.cout);
+  push(op, name);
+  g_.logits = name;
+  g_.num_logits = op.cout;
+}
+
+// Channel bookkeeping: walk once to find the feature width and check conv input channels.
+void KerasImporter::check_channels() {
   std::map<std::string, int> channels{{"input", 3}};
-  for (Op& op : g.ops) {
+  for (Op& op : g_.ops) {
     for (auto& in : op.inputs)
       if (!channels.count(in)) throw Error("op '" + op.name + "' reads an unknown value '" + in + "'");
     const int c = channels[op.inputs[0]];
@@ -308,9 +357,19 @@ static ImportedBackbone import_keras_layers_impl(const std::string& layers_text,
         channels[op.name] = c;
     }
   }
-  g.feature_dim = channels[g.features];
-  g.validate();  // what a bundle reader will check: refuse it now rather than at load time
-  return m;
+  g_.feature_dim = channels[g_.features];
+}
+
+}  // namespace
+
+static ImportedBackbone import_keras_layers_impl(const std::string& layers_text, const WeightLookup& weights) {
+  json layers;
+  try {
+    layers = json::parse(layers_text);
+  } catch (const std::exception& e) {
+    throw Error(std::string("the model's layer list is not valid JSON: ") + e.what());
+  }
+  return KerasImporter(layers, weights).run();
 }
 
 ImportedBackbone import_keras_layers(const std::string& layers_text, const WeightLookup& weights) {
