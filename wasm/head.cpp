@@ -216,6 +216,220 @@ Evaluation Head::evaluate(const FeatureSet& d, pthreadpool_t pool) const {
   return e;
 }
 
+namespace {
+
+// One run of Head::train: the optimiser's state, the batch buffers and the running numbers. The
+// weights are the head's own (trained in place).
+class Trainer {
+ public:
+  struct Weights {
+    std::vector<float>&w1, &b1, &w2, &b2;
+  };
+  Trainer(const Head& head, Weights w, const FeatureSet& tr, const TrainOptions& opt, pthreadpool_t pool);
+  std::vector<EpochStats> run(const FeatureSet* val, const std::function<bool(const EpochStats&)>& on_epoch,
+                              const std::function<void(size_t, size_t)>& on_batch);
+
+ private:
+  float gather(size_t start, size_t m);
+  void forward(size_t m);
+  void loss_gradient(size_t start, size_t m, float lam);
+  void backward(size_t m);
+  void adam_step();
+  void accumulate_average();
+  void finish();
+
+  const Head& head_;
+  Weights w_;
+  const FeatureSet& tr_;
+  const TrainOptions& opt_;
+  pthreadpool_t pool_;
+  const size_t B, H, C, D;
+  AdamSlot a_w1, a_b1, a_w2, a_b2;
+  std::vector<float> g_w1, g_b1, g_w2, g_b2;
+  PaddedBuffer x, h, hT, logits, dlog, dlogT, dh, dhT;
+  std::vector<float> mask;
+  std::vector<float> first_row;  // mixup: the batch's first example, before blending
+  std::vector<size_t> order;
+  Rng rng;
+  size_t step = 0, total_steps;
+  double loss_sum = 0;
+  size_t correct = 0;
+  double best_val = -1;
+  std::vector<float> best_w1, best_b1, best_w2, best_b2;
+  std::vector<float> avg_w1, avg_b1, avg_w2, avg_b2;  // sums for weight averaging
+  int averaged = 0;
+};
+
+Trainer::Trainer(const Head& head, Weights w, const FeatureSet& tr, const TrainOptions& opt, pthreadpool_t pool)
+    : head_(head), w_(w), tr_(tr), opt_(opt), pool_(pool), B(size_t(opt.batch_size)), H(size_t(head.hidden())),
+      C(size_t(head.classes())), D(size_t(head.in())), g_w1(H * D), g_b1(H), g_w2(C * H), g_b2(C), mask(B * H, 1.f),
+      first_row(opt.mixup > 0 ? D : 0), order(tr.n), rng(opt.seed) {
+  a_w1.init(H * D); a_b1.init(H); a_w2.init(C * H); a_b2.init(C);
+  x.resize(B * D); h.resize(B * H); hT.resize(H * B); logits.resize(B * C); dlog.resize(B * C); dlogT.resize(C * B);
+  dh.resize(B * H); dhT.resize(H * B);
+  std::iota(order.begin(), order.end(), 0);
+  total_steps = (tr.n + B - 1) / B * size_t(opt.epochs);
+}
+
+std::vector<EpochStats> Trainer::run(const FeatureSet* val, const std::function<bool(const EpochStats&)>& on_epoch,
+                                     const std::function<void(size_t, size_t)>& on_batch) {
+  std::vector<EpochStats> history;
+  for (int epoch = 1; epoch <= opt_.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = tr_.n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    loss_sum = 0;
+    correct = 0;
+    for (size_t start = 0; start < tr_.n; start += B) {
+      const size_t m = std::min(B, tr_.n - start);
+      const float lam = gather(start, m);
+      forward(m);
+      loss_gradient(start, m, lam);
+      backward(m);
+      adam_step();
+      if (on_batch) on_batch(step, total_steps);
+    }
+    if (opt_.average_last > 0 && epoch > opt_.epochs - opt_.average_last) accumulate_average();
+    EpochStats s;
+    s.epoch = epoch;
+    s.loss = loss_sum / double(tr_.n);
+    s.accuracy = double(correct) / double(tr_.n);
+    if (val && val->n) {
+      Evaluation e = head_.evaluate(*val, pool_);
+      s.has_val = true;
+      s.val_loss = e.loss;
+      s.val_accuracy = e.accuracy;
+      if (opt_.keep_best && e.accuracy > best_val) {
+        best_val = e.accuracy;
+        best_w1 = w_.w1; best_b1 = w_.b1; best_w2 = w_.w2; best_b2 = w_.b2;
+      }
+    }
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    history.push_back(s);
+    if (on_epoch && !on_epoch(s)) break;
+  }
+  finish();
+  return history;
+}
+
+// The batch's rows into x; with mixup, example r blended with r + 1 (the last with the first).
+// Returns the blend's weight λ (1: none).
+float Trainer::gather(size_t start, size_t m) {
+  for (size_t r = 0; r < m; ++r) std::memcpy(x.data() + r * D, tr_.features + order[start + r] * D, D * sizeof(float));
+  float lam = 1.f;
+  if (opt_.mixup > 0 && m > 1) {
+    lam = 1.f - 0.5f * opt_.mixup * rng.uniform();
+    std::memcpy(first_row.data(), x.data(), D * sizeof(float));
+    for (size_t r = 0; r < m; ++r) {
+      const float* other = r + 1 < m ? x.data() + (r + 1) * D : first_row.data();
+      float* row = x.data() + r * D;
+      for (size_t k = 0; k < D; ++k) row[k] = lam * row[k] + (1.f - lam) * other[k];
+    }
+  }
+  return lam;
+}
+
+// hᵀ = W1·xᵀ rather than h = x·W1ᵀ: XNNPACK packs the right-hand matrix on every call, and packing
+// x (m×2048) instead of W1 (512×2048) made training ~30 % faster. Then dropout, logits, softmax.
+void Trainer::forward(size_t m) {
+  matmul(w_.w1.data(), x.data(), hT.data(), H, D, m, true, pool_);
+  const float keep = 1.f - opt_.dropout;
+  for (size_t r = 0; r < m; ++r)
+    for (size_t j = 0; j < H; ++j) {
+      float& v = h.data()[r * H + j];
+      v = std::max(0.f, hT.data()[j * m + r] + w_.b1[j]);
+      if (opt_.dropout > 0) {
+        mask[r * H + j] = rng.uniform() < keep ? 1.f / keep : 0.f;
+        v *= mask[r * H + j];
+      }
+    }
+  matmul(h.data(), w_.w2.data(), logits.data(), m, H, C, true, pool_);
+  for (size_t r = 0; r < m; ++r) {
+    float* row = logits.data() + r * C;
+    for (size_t j = 0; j < C; ++j) row[j] += w_.b2[j];
+  }
+  softmax_rows(logits.data(), m, C);
+}
+
+// The loss (smoothed, mixed targets) and d(loss)/d(logits) = (p - target) / m.
+void Trainer::loss_gradient(size_t start, size_t m, float lam) {
+  const float smooth = opt_.label_smoothing;
+  for (size_t r = 0; r < m; ++r) {
+    const float* p = logits.data() + r * C;
+    const int y = tr_.labels[order[start + r]], y_mix = tr_.labels[order[start + (r + 1 < m ? r + 1 : 0)]];
+    const size_t pred = size_t(std::max_element(p, p + C) - p);
+    correct += pred == size_t(y);
+    for (size_t j = 0; j < C; ++j) {
+      const float t = lam * (j == size_t(y) ? 1.f - smooth : 0.f) + (1.f - lam) * (j == size_t(y_mix) ? 1.f - smooth : 0.f) +
+                      smooth / float(C);
+      if (t > 0) loss_sum -= t * std::log(std::max(p[j], 1e-12f));
+      dlog.data()[r * C + j] = (p[j] - t) / float(m);
+    }
+  }
+}
+
+// dW2 = dlogᵀ·h, db2 = Σ dlog, dh = dlog·W2, relu/dropout mask, dW1 = dhᵀ·x
+void Trainer::backward(size_t m) {
+  for (size_t r = 0; r < m; ++r)
+    for (size_t j = 0; j < C; ++j) dlogT.data()[j * m + r] = dlog.data()[r * C + j];
+  matmul(dlogT.data(), h.data(), g_w2.data(), C, m, H, false, pool_);
+  std::fill(g_b2.begin(), g_b2.end(), 0.f);
+  for (size_t r = 0; r < m; ++r)
+    for (size_t j = 0; j < C; ++j) g_b2[j] += dlog.data()[r * C + j];
+  matmul(dlog.data(), w_.w2.data(), dh.data(), m, C, H, false, pool_);
+  std::fill(g_b1.begin(), g_b1.end(), 0.f);
+  for (size_t r = 0; r < m; ++r)
+    for (size_t j = 0; j < H; ++j) {
+      float g = h.data()[r * H + j] > 0 ? dh.data()[r * H + j] : 0.f;
+      if (opt_.dropout > 0) g *= mask[r * H + j];
+      dhT.data()[j * m + r] = g;
+      g_b1[j] += g;
+    }
+  matmul(dhT.data(), x.data(), g_w1.data(), H, m, D, false, pool_);
+}
+
+// Adam with Keras' bias correction folded into the step size
+void Trainer::adam_step() {
+  ++step;
+  const double t = double(step);
+  const double lr = opt_.cosine_decay ? opt_.learning_rate * 0.5 * (1.0 + std::cos(3.14159265358979323846 * double(step - 1) / double(total_steps)))
+                                      : double(opt_.learning_rate);
+  const float lr_t = float(lr * std::sqrt(1.0 - std::pow(opt_.beta2, t)) / (1.0 - std::pow(opt_.beta1, t)));
+  const float decay = float(lr * opt_.weight_decay);
+  auto update = [&](std::vector<float>& w, const std::vector<float>& g, AdamSlot& s, float lr_t, float decay) {
+    AdamCtx c{w.data(), g.data(), s.m.data(), s.v.data(), lr_t, opt_.beta1, opt_.beta2, opt_.epsilon, decay};
+    parallel_for(pool_, g.size(), adam_range, &c);
+  };
+  update(w_.w1, g_w1, a_w1, lr_t, decay);
+  update(w_.b1, g_b1, a_b1, lr_t, 0.f);
+  update(w_.w2, g_w2, a_w2, lr_t, decay);
+  update(w_.b2, g_b2, a_b2, lr_t, 0.f);
+}
+
+void Trainer::accumulate_average() {
+  auto add = [](std::vector<float>& sum, const std::vector<float>& w) {
+    if (sum.empty()) sum.assign(w.size(), 0.f);
+    for (size_t i = 0; i < w.size(); ++i) sum[i] += w[i];
+  };
+  add(avg_w1, w_.w1); add(avg_b1, w_.b1); add(avg_w2, w_.w2); add(avg_b2, w_.b2);
+  ++averaged;
+}
+
+// The best epoch's weights, or the mean of the last epochs' (an early stop by on_epoch averages
+// what it reached).
+void Trainer::finish() {
+  if (opt_.keep_best && !best_w1.empty()) {
+    w_.w1 = best_w1; w_.b1 = best_b1; w_.w2 = best_w2; w_.b2 = best_b2;
+  }
+  if (averaged > 0) {
+    auto mean = [&](std::vector<float>& w, const std::vector<float>& sum) {
+      for (size_t i = 0; i < w.size(); ++i) w[i] = sum[i] / float(averaged);
+    };
+    mean(w_.w1, avg_w1); mean(w_.b1, avg_b1); mean(w_.w2, avg_w2); mean(w_.b2, avg_b2);
+  }
+}
+
+}  // namespace
+
 std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val, const TrainOptions& opt,
                                     const std::function<bool(const EpochStats&)>& on_epoch,
                                     const std::function<void(size_t, size_t)>& on_batch, pthreadpool_t pool) {
@@ -231,149 +445,7 @@ std::vector<EpochStats> Head::train(const FeatureSet& tr, const FeatureSet* val,
     throw Error("weight averaging needs between 1 and " + std::to_string(opt.epochs) + " epochs (got " + std::to_string(opt.average_last) + ")");
   if (opt.average_last > 0 && opt.keep_best) throw Error("keep the best epoch or average the last epochs, not both");
   if (!(opt.mixup >= 0.f && opt.mixup <= 1.f)) throw Error("mixup must be between 0 and 1 (got " + std::to_string(opt.mixup) + ")");
-  const size_t B = size_t(opt.batch_size), H = size_t(hidden_), C = size_t(classes_), D = size_t(in_);
-  AdamSlot a_w1, a_b1, a_w2, a_b2;
-  a_w1.init(H * D); a_b1.init(H); a_w2.init(C * H); a_b2.init(C);
-  std::vector<float> g_w1(H * D), g_b1(H), g_w2(C * H), g_b2(C);
-  PaddedBuffer x, h, hT, logits, dlog, dlogT, dh, dhT;
-  x.resize(B * D); h.resize(B * H); hT.resize(H * B); logits.resize(B * C); dlog.resize(B * C); dlogT.resize(C * B);
-  dh.resize(B * H); dhT.resize(H * B);
-  std::vector<float> mask(B * H, 1.f);
-  std::vector<float> first_row(opt.mixup > 0 ? D : 0);  // mixup: the batch's first example, before blending
-  std::vector<size_t> order(tr.n);
-  std::iota(order.begin(), order.end(), 0);
-  Rng rng(opt.seed);
-  const size_t steps_per_epoch = (tr.n + B - 1) / B, total_steps = steps_per_epoch * size_t(opt.epochs);
-  size_t step = 0;
-  std::vector<EpochStats> history;
-  double best_val = -1;
-  std::vector<float> best_w1, best_b1, best_w2, best_b2;
-  std::vector<float> avg_w1, avg_b1, avg_w2, avg_b2;  // sums for weight averaging
-  int averaged = 0;
-  const float smooth = opt.label_smoothing;
-
-  auto update = [&](std::vector<float>& w, const std::vector<float>& g, AdamSlot& s, float lr_t, float decay) {
-    AdamCtx c{w.data(), g.data(), s.m.data(), s.v.data(), lr_t, opt.beta1, opt.beta2, opt.epsilon, decay};
-    parallel_for(pool, g.size(), adam_range, &c);
-  };
-
-  for (int epoch = 1; epoch <= opt.epochs; ++epoch) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (size_t i = tr.n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
-    double loss_sum = 0;
-    size_t correct = 0;
-    for (size_t start = 0; start < tr.n; start += B) {
-      const size_t m = std::min(B, tr.n - start);
-      for (size_t r = 0; r < m; ++r) std::memcpy(x.data() + r * D, tr.features + order[start + r] * D, D * sizeof(float));
-      // mixup: example r blended with r + 1 (the last with the first)
-      float lam = 1.f;
-      if (opt.mixup > 0 && m > 1) {
-        lam = 1.f - 0.5f * opt.mixup * rng.uniform();
-        std::memcpy(first_row.data(), x.data(), D * sizeof(float));
-        for (size_t r = 0; r < m; ++r) {
-          const float* other = r + 1 < m ? x.data() + (r + 1) * D : first_row.data();
-          float* row = x.data() + r * D;
-          for (size_t k = 0; k < D; ++k) row[k] = lam * row[k] + (1.f - lam) * other[k];
-        }
-      }
-      // forward. hᵀ = W1·xᵀ rather than h = x·W1ᵀ: XNNPACK packs the right-hand matrix on every
-      // call, and packing x (m×2048) instead of W1 (512×2048) made training ~30 % faster.
-      matmul(w1_.data(), x.data(), hT.data(), H, D, m, true, pool);
-      const float keep = 1.f - opt.dropout;
-      for (size_t r = 0; r < m; ++r)
-        for (size_t j = 0; j < H; ++j) {
-          float& v = h.data()[r * H + j];
-          v = std::max(0.f, hT.data()[j * m + r] + b1_[j]);
-          if (opt.dropout > 0) {
-            mask[r * H + j] = rng.uniform() < keep ? 1.f / keep : 0.f;
-            v *= mask[r * H + j];
-          }
-        }
-      matmul(h.data(), w2_.data(), logits.data(), m, H, C, true, pool);
-      for (size_t r = 0; r < m; ++r) {
-        float* row = logits.data() + r * C;
-        for (size_t j = 0; j < C; ++j) row[j] += b2_[j];
-      }
-      softmax_rows(logits.data(), m, C);
-      // loss and d(loss)/d(logits) = (p - target) / m
-      for (size_t r = 0; r < m; ++r) {
-        const float* p = logits.data() + r * C;
-        const int y = tr.labels[order[start + r]], y_mix = tr.labels[order[start + (r + 1 < m ? r + 1 : 0)]];
-        const size_t pred = size_t(std::max_element(p, p + C) - p);
-        correct += pred == size_t(y);
-        for (size_t j = 0; j < C; ++j) {
-          const float t = lam * (j == size_t(y) ? 1.f - smooth : 0.f) + (1.f - lam) * (j == size_t(y_mix) ? 1.f - smooth : 0.f) +
-                          smooth / float(C);
-          if (t > 0) loss_sum -= t * std::log(std::max(p[j], 1e-12f));
-          dlog.data()[r * C + j] = (p[j] - t) / float(m);
-        }
-      }
-      // backward: dW2 = dlogᵀ·h, db2 = Σ dlog, dh = dlog·W2, relu/dropout mask, dW1 = dhᵀ·x
-      for (size_t r = 0; r < m; ++r)
-        for (size_t j = 0; j < C; ++j) dlogT.data()[j * m + r] = dlog.data()[r * C + j];
-      matmul(dlogT.data(), h.data(), g_w2.data(), C, m, H, false, pool);
-      std::fill(g_b2.begin(), g_b2.end(), 0.f);
-      for (size_t r = 0; r < m; ++r)
-        for (size_t j = 0; j < C; ++j) g_b2[j] += dlog.data()[r * C + j];
-      matmul(dlog.data(), w2_.data(), dh.data(), m, C, H, false, pool);
-      std::fill(g_b1.begin(), g_b1.end(), 0.f);
-      for (size_t r = 0; r < m; ++r)
-        for (size_t j = 0; j < H; ++j) {
-          float g = h.data()[r * H + j] > 0 ? dh.data()[r * H + j] : 0.f;
-          if (opt.dropout > 0) g *= mask[r * H + j];
-          dhT.data()[j * m + r] = g;
-          g_b1[j] += g;
-        }
-      matmul(dhT.data(), x.data(), g_w1.data(), H, m, D, false, pool);
-      // Adam with Keras' bias correction folded into the step size
-      ++step;
-      const double t = double(step);
-      const double lr = opt.cosine_decay ? opt.learning_rate * 0.5 * (1.0 + std::cos(3.14159265358979323846 * double(step - 1) / double(total_steps)))
-                                         : double(opt.learning_rate);
-      const float lr_t = float(lr * std::sqrt(1.0 - std::pow(opt.beta2, t)) / (1.0 - std::pow(opt.beta1, t)));
-      const float decay = float(lr * opt.weight_decay);
-      update(w1_, g_w1, a_w1, lr_t, decay);
-      update(b1_, g_b1, a_b1, lr_t, 0.f);
-      update(w2_, g_w2, a_w2, lr_t, decay);
-      update(b2_, g_b2, a_b2, lr_t, 0.f);
-      if (on_batch) on_batch(step, total_steps);
-    }
-    if (opt.average_last > 0 && epoch > opt.epochs - opt.average_last) {
-      auto add = [](std::vector<float>& sum, const std::vector<float>& w) {
-        if (sum.empty()) sum.assign(w.size(), 0.f);
-        for (size_t i = 0; i < w.size(); ++i) sum[i] += w[i];
-      };
-      add(avg_w1, w1_); add(avg_b1, b1_); add(avg_w2, w2_); add(avg_b2, b2_);
-      ++averaged;
-    }
-    EpochStats s;
-    s.epoch = epoch;
-    s.loss = loss_sum / double(tr.n);
-    s.accuracy = double(correct) / double(tr.n);
-    if (val && val->n) {
-      Evaluation e = evaluate(*val, pool);
-      s.has_val = true;
-      s.val_loss = e.loss;
-      s.val_accuracy = e.accuracy;
-      if (opt.keep_best && e.accuracy > best_val) {
-        best_val = e.accuracy;
-        best_w1 = w1_; best_b1 = b1_; best_w2 = w2_; best_b2 = b2_;
-      }
-    }
-    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    history.push_back(s);
-    if (on_epoch && !on_epoch(s)) break;
-  }
-  if (opt.keep_best && !best_w1.empty()) {
-    w1_ = best_w1; b1_ = best_b1; w2_ = best_w2; b2_ = best_b2;
-  }
-  if (averaged > 0) {  // (an early stop by on_epoch averages what it reached)
-    auto mean = [&](std::vector<float>& w, const std::vector<float>& sum) {
-      for (size_t i = 0; i < w.size(); ++i) w[i] = sum[i] / float(averaged);
-    };
-    mean(w1_, avg_w1); mean(b1_, avg_b1); mean(w2_, avg_w2); mean(b2_, avg_b2);
-  }
-  return history;
+  return Trainer(*this, {w1_, b1_, w2_, b2_}, tr, opt, pool).run(val, on_epoch, on_batch);
 }
 
 void Head::add_class(const float* weights, float bias) {
