@@ -51,11 +51,12 @@ const std::string& Bundle::meta(const std::string& key) const {
   return it->second;
 }
 
-Bundle read_bundle(const uint8_t* bytes, size_t size, const std::string& what) {
+// The safetensors header: 8 bytes of length, then that many bytes of JSON. Sets `hlen`.
+static json read_header(const uint8_t* bytes, size_t size, const std::string& what, uint64_t& hlen) {
   if (size == 0) throw Error(what + " is empty (0 bytes); expected a Petal model bundle (.safetensors)");
   if (size < 8)
     throw Error(what + " is only " + std::to_string(size) + " bytes: too short to be a model bundle");
-  uint64_t hlen = 0;
+  hlen = 0;
   for (int i = 7; i >= 0; --i) hlen = (hlen << 8) | bytes[i];
   if (size < 10 || hlen < 2 || bytes[8] != '{')
     throw Error(what + " is not a model bundle (no safetensors header); choose a .safetensors file made by Petal");
@@ -73,6 +74,64 @@ Bundle read_bundle(const uint8_t* bytes, size_t size, const std::string& what) {
     throw Error(what + " has a corrupted header (" + std::string(e.what()) + ")");
   }
   if (!header.is_object()) throw Error(what + " has a corrupted header (not a JSON object)");
+  return header;
+}
+
+// Where a tensor's bytes lie in the file's data (after the header), checked against its shape.
+struct TensorBytes {
+  Tensor t;  // dtype and shape; no data yet
+  uint64_t begin = 0, end = 0;
+};
+
+static TensorBytes tensor_entry(const std::string& name, const json& v, const std::string& what) {
+  if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+    throw Error(what + ": tensor '" + name + "' has no dtype, shape or data_offsets");
+  TensorBytes e;
+  Tensor& t = e.t;
+  const std::string dt = v["dtype"].is_string() ? v["dtype"].get<std::string>() : "";
+  if (dt == "F32") t.stored = DType::F32;
+  else if (dt == "F16") t.stored = DType::F16;
+  else if (dt == "I32") t.stored = DType::I32;
+  else throw Error(what + ": tensor '" + name + "' has unsupported dtype '" + dt + "' (Petal reads F32, F16, I32)");
+  uint64_t numel = 1;
+  for (auto& d : v["shape"]) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 32))
+      throw Error(what + ": tensor '" + name + "' has an invalid shape");
+    t.shape.push_back(d.get<size_t>());
+    numel *= d.get<uint64_t>();
+    if (numel > (1ull << 32)) throw Error(what + ": tensor '" + name + "' is impossibly large");
+  }
+  auto& off = v["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    throw Error(what + ": tensor '" + name + "' has invalid data_offsets");
+  e.begin = off[0];
+  e.end = off[1];
+  if (e.end < e.begin || e.end - e.begin != numel * dtype_size(t.stored))
+    throw Error(what + ": tensor '" + name + "' has " + std::to_string(e.end - e.begin) + " bytes for shape " +
+                shape_str(t.shape) + " " + dt + "; the file is corrupted");
+  return e;
+}
+
+// The tensor's values as floats, from its bytes `p` (little-endian, as stored).
+static void decode_tensor(Tensor& t, const uint8_t* p) {
+  const size_t numel = t.numel();
+  t.data.resize(numel);
+  if (t.stored == DType::F32) {
+    std::memcpy(t.data.data(), p, numel * 4);
+  } else if (t.stored == DType::F16) {
+    halves_to_floats(p, numel, t.data.data());
+  } else {
+    for (size_t i = 0; i < numel; ++i) {
+      int32_t x;
+      std::memcpy(&x, p + 4 * i, 4);
+      t.data[i] = float(x);
+    }
+  }
+}
+
+Bundle read_bundle(const uint8_t* bytes, size_t size, const std::string& what) {
+  uint64_t hlen = 0;
+  json header = read_header(bytes, size, what, hlen);
   const uint8_t* data = bytes + 8 + hlen;
   const uint64_t data_size = size - 8 - hlen;
   Bundle b;
@@ -86,47 +145,13 @@ Bundle read_bundle(const uint8_t* bytes, size_t size, const std::string& what) {
       }
       continue;
     }
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-      throw Error(what + ": tensor '" + name + "' has no dtype, shape or data_offsets");
-    Tensor t;
-    const std::string dt = v["dtype"].is_string() ? v["dtype"].get<std::string>() : "";
-    if (dt == "F32") t.stored = DType::F32;
-    else if (dt == "F16") t.stored = DType::F16;
-    else if (dt == "I32") t.stored = DType::I32;
-    else throw Error(what + ": tensor '" + name + "' has unsupported dtype '" + dt + "' (Petal reads F32, F16, I32)");
-    uint64_t numel = 1;
-    for (auto& d : v["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (1ull << 32))
-        throw Error(what + ": tensor '" + name + "' has an invalid shape");
-      t.shape.push_back(d.get<size_t>());
-      numel *= d.get<uint64_t>();
-      if (numel > (1ull << 32)) throw Error(what + ": tensor '" + name + "' is impossibly large");
-    }
-    auto& off = v["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      throw Error(what + ": tensor '" + name + "' has invalid data_offsets");
-    const uint64_t begin = off[0], end = off[1];
-    if (end < begin || end - begin != numel * dtype_size(t.stored))
-      throw Error(what + ": tensor '" + name + "' has " + std::to_string(end - begin) + " bytes for shape " +
-                  shape_str(t.shape) + " " + dt + "; the file is corrupted");
-    if (end > data_size)
-      throw Error(what + " is truncated: tensor '" + name + "' ends at byte " + std::to_string(end + 8 + hlen) +
+    TensorBytes e = tensor_entry(name, v, what);
+    if (e.end > data_size)
+      throw Error(what + " is truncated: tensor '" + name + "' ends at byte " + std::to_string(e.end + 8 + hlen) +
                   " but the file has " + std::to_string(size) + "; download or copy it again");
-    max_end = std::max(max_end, end);
-    t.data.resize(numel);
-    const uint8_t* p = data + begin;
-    if (t.stored == DType::F32) {
-      std::memcpy(t.data.data(), p, numel * 4);
-    } else if (t.stored == DType::F16) {
-      halves_to_floats(p, numel, t.data.data());
-    } else {
-      for (size_t i = 0; i < numel; ++i) {
-        int32_t x;
-        std::memcpy(&x, p + 4 * i, 4);
-        t.data[i] = float(x);
-      }
-    }
-    b.tensors.emplace(name, std::move(t));
+    max_end = std::max(max_end, e.end);
+    decode_tensor(e.t, data + e.begin);
+    b.tensors.emplace(name, std::move(e.t));
   }
   if (max_end < data_size)
     throw Error(what + " has " + std::to_string(data_size - max_end) + " bytes after its last tensor; the file is corrupted");
