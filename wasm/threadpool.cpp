@@ -18,12 +18,14 @@
 #include <pthreadpool.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,9 +41,9 @@ struct Job {
   void* fn = nullptr;  // the caller's task function, cast back by `run`
   void* ctx = nullptr;
   size_t items = 0, chunk = 1;
-  size_t r[6] = {0, 0, 0, 0, 0, 0};  // ranges
-  size_t t[2] = {1, 1};              // tiles of the last one or two ranges
-  size_t tiles[6] = {0, 0, 0, 0, 0, 0};
+  size_t range[6] = {0, 0, 0, 0, 0, 0};  // the grid's dimensions
+  size_t tile[6] = {1, 1, 1, 1, 1, 1};   // their tile sizes (1: not tiled)
+  size_t count[6] = {0, 0, 0, 0, 0, 0};  // tiles along each dimension
   uint32_t flags = 0;
   std::atomic<size_t> next{0};   // next unclaimed item
   std::atomic<size_t> done{0};   // items finished
@@ -166,12 +168,56 @@ namespace {
 
 size_t divide_round_up(size_t n, size_t q) { return (n + q - 1) / q; }
 
-template <class F>
-const Job& prepare(Job& j, F fn, void* ctx, uint32_t flags) {
+// Calls the task of item `i` of an N-dimensional grid whose last T dimensions are tiled: `Fn`
+// takes the thread index when WithThread, then the N indices (the tiled ones as tile starts),
+// then the T tile sizes (smaller at the edges). The last dimension varies fastest. N and T are
+// constants, so that the loop unrolls into what a hand-written function per shape would do.
+template <size_t N, size_t T, bool WithThread, class Fn, size_t... D, size_t... K>
+void run_item(const Job& j, size_t i, size_t thread, std::index_sequence<D...>, std::index_sequence<K...>) {
+  size_t idx[N];
+  for (size_t d = N - 1; d > 0; --d) {
+    idx[d] = i % j.count[d];
+    i /= j.count[d];
+  }
+  idx[0] = i;
+  for (size_t d = N - T; d < N; ++d) idx[d] *= j.tile[d];
+  const Fn fn = reinterpret_cast<Fn>(j.fn);
+  if constexpr (WithThread)
+    fn(j.ctx, thread, idx[D]..., std::min(j.tile[N - T + K], j.range[N - T + K] - idx[N - T + K])...);
+  else
+    fn(j.ctx, idx[D]..., std::min(j.tile[N - T + K], j.range[N - T + K] - idx[N - T + K])...);
+}
+
+// Run `j` on `p`, or inline on the calling thread when there is no pool.
+void execute(pthreadpool_t p, Job& j) {
+  if (p) {
+    p->execute(j);
+    return;
+  }
+  Denormals d((j.flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
+  for (size_t i = 0; i < j.items; ++i) j.run(j, i, 0);
+}
+
+// Every pthreadpool_parallelize_* function: the grid `range`, of which the last T dimensions are
+// cut into tiles of `tile`.
+template <size_t N, size_t T, bool WithThread = false, class Fn>
+void parallelize(pthreadpool_t p, Fn fn, void* ctx, uint32_t flags, const std::array<size_t, N>& range,
+                 const std::array<size_t, T>& tile = {}) {
+  Job j;
   j.fn = reinterpret_cast<void*>(fn);
   j.ctx = ctx;
   j.flags = flags;
-  return j;
+  j.items = 1;
+  for (size_t d = 0; d < N; ++d) {
+    j.range[d] = range[d];
+    if (d >= N - T) j.tile[d] = tile[d - (N - T)];
+    j.count[d] = d >= N - T ? divide_round_up(range[d], j.tile[d]) : range[d];
+    j.items *= j.count[d];
+  }
+  j.run = [](const Job& j, size_t i, size_t thread) {
+    run_item<N, T, WithThread, Fn>(j, i, thread, std::make_index_sequence<N>{}, std::make_index_sequence<T>{});
+  };
+  execute(p, j);
 }
 
 }  // namespace
@@ -200,291 +246,87 @@ void pthreadpool_destroy(pthreadpool_t p) {
 
 size_t pthreadpool_get_threads_count(pthreadpool_t p) { return p ? p->threads : 1; }
 
-// Run `j` on `p`, or inline on the calling thread when there is no pool.
-static void execute(pthreadpool_t p, Job& j) {
-  if (p) {
-    p->execute(j);
-    return;
-  }
-  Denormals d((j.flags & PTHREADPOOL_FLAG_DISABLE_DENORMALS) != 0);
-  for (size_t i = 0; i < j.items; ++i) j.run(j, i, 0);
-}
-
 void pthreadpool_parallelize_1d(pthreadpool_t p, pthreadpool_task_1d_t fn, void* ctx, size_t range, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.items = range;
-  j.run = [](const Job& j, size_t i, size_t) { reinterpret_cast<pthreadpool_task_1d_t>(j.fn)(j.ctx, i); };
-  execute(p, j);
+  parallelize<1, 0>(p, fn, ctx, flags, {range});
 }
 
 void pthreadpool_parallelize_1d_with_thread(pthreadpool_t p, pthreadpool_task_1d_with_thread_t fn, void* ctx, size_t range,
                                             uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.items = range;
-  j.run = [](const Job& j, size_t i, size_t t) { reinterpret_cast<pthreadpool_task_1d_with_thread_t>(j.fn)(j.ctx, t, i); };
-  execute(p, j);
+  parallelize<1, 0, true>(p, fn, ctx, flags, {range});
 }
 
 void pthreadpool_parallelize_1d_tile_1d(pthreadpool_t p, pthreadpool_task_1d_tile_1d_t fn, void* ctx, size_t range,
                                         size_t tile, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[0] = range;
-  j.t[0] = tile;
-  j.items = divide_round_up(range, tile);
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t s = i * j.t[0];
-    reinterpret_cast<pthreadpool_task_1d_tile_1d_t>(j.fn)(j.ctx, s, std::min(j.t[0], j.r[0] - s));
-  };
-  execute(p, j);
+  parallelize<1, 1>(p, fn, ctx, flags, {range}, {tile});
 }
 
 void pthreadpool_parallelize_2d(pthreadpool_t p, pthreadpool_task_2d_t fn, void* ctx, size_t range_i, size_t range_j,
                                 uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.items = range_i * range_j;
-  j.run = [](const Job& j, size_t i, size_t) {
-    reinterpret_cast<pthreadpool_task_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1]);
-  };
-  execute(p, j);
+  parallelize<2, 0>(p, fn, ctx, flags, {range_i, range_j});
 }
 
 void pthreadpool_parallelize_2d_with_thread(pthreadpool_t p, pthreadpool_task_2d_with_thread_t fn, void* ctx,
                                             size_t range_i, size_t range_j, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.items = range_i * range_j;
-  j.run = [](const Job& j, size_t i, size_t t) {
-    reinterpret_cast<pthreadpool_task_2d_with_thread_t>(j.fn)(j.ctx, t, i / j.r[1], i % j.r[1]);
-  };
-  execute(p, j);
+  parallelize<2, 0, true>(p, fn, ctx, flags, {range_i, range_j});
 }
 
 void pthreadpool_parallelize_2d_tile_1d(pthreadpool_t p, pthreadpool_task_2d_tile_1d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t tile_j, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.t[1] = tile_j;
-  j.tiles[1] = divide_round_up(range_j, tile_j);
-  j.items = range_i * j.tiles[1];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t a = i / j.tiles[1], b = (i % j.tiles[1]) * j.t[1];
-    reinterpret_cast<pthreadpool_task_2d_tile_1d_t>(j.fn)(j.ctx, a, b, std::min(j.t[1], j.r[1] - b));
-  };
-  execute(p, j);
+  parallelize<2, 1>(p, fn, ctx, flags, {range_i, range_j}, {tile_j});
 }
 
 void pthreadpool_parallelize_2d_tile_2d(pthreadpool_t p, pthreadpool_task_2d_tile_2d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t tile_i, size_t tile_j, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[0] = range_i;
-  j.r[1] = range_j;
-  j.t[0] = tile_i;
-  j.t[1] = tile_j;
-  j.tiles[1] = divide_round_up(range_j, tile_j);
-  j.items = divide_round_up(range_i, tile_i) * j.tiles[1];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t a = (i / j.tiles[1]) * j.t[0], b = (i % j.tiles[1]) * j.t[1];
-    reinterpret_cast<pthreadpool_task_2d_tile_2d_t>(j.fn)(j.ctx, a, b, std::min(j.t[0], j.r[0] - a),
-                                                          std::min(j.t[1], j.r[1] - b));
-  };
-  execute(p, j);
+  parallelize<2, 2>(p, fn, ctx, flags, {range_i, range_j}, {tile_i, tile_j});
 }
 
 void pthreadpool_parallelize_3d(pthreadpool_t p, pthreadpool_task_3d_t fn, void* ctx, size_t range_i, size_t range_j,
                                 size_t range_k, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.items = range_i * range_j * range_k;
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t k = i % j.r[2], rest = i / j.r[2];
-    reinterpret_cast<pthreadpool_task_3d_t>(j.fn)(j.ctx, rest / j.r[1], rest % j.r[1], k);
-  };
-  execute(p, j);
+  parallelize<3, 0>(p, fn, ctx, flags, {range_i, range_j, range_k});
 }
 
 void pthreadpool_parallelize_3d_tile_1d(pthreadpool_t p, pthreadpool_task_3d_tile_1d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t range_k, size_t tile_k, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.t[1] = tile_k;
-  j.tiles[2] = divide_round_up(range_k, tile_k);
-  j.items = range_i * range_j * j.tiles[2];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t k = (i % j.tiles[2]) * j.t[1], rest = i / j.tiles[2];
-    reinterpret_cast<pthreadpool_task_3d_tile_1d_t>(j.fn)(j.ctx, rest / j.r[1], rest % j.r[1], k,
-                                                          std::min(j.t[1], j.r[2] - k));
-  };
-  execute(p, j);
+  parallelize<3, 1>(p, fn, ctx, flags, {range_i, range_j, range_k}, {tile_k});
 }
 
 void pthreadpool_parallelize_3d_tile_1d_with_thread(pthreadpool_t p, pthreadpool_task_3d_tile_1d_with_thread_t fn,
                                                     void* ctx, size_t range_i, size_t range_j, size_t range_k,
                                                     size_t tile_k, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.t[1] = tile_k;
-  j.tiles[2] = divide_round_up(range_k, tile_k);
-  j.items = range_i * range_j * j.tiles[2];
-  j.run = [](const Job& j, size_t i, size_t t) {
-    const size_t k = (i % j.tiles[2]) * j.t[1], rest = i / j.tiles[2];
-    reinterpret_cast<pthreadpool_task_3d_tile_1d_with_thread_t>(j.fn)(j.ctx, t, rest / j.r[1], rest % j.r[1], k,
-                                                                      std::min(j.t[1], j.r[2] - k));
-  };
-  execute(p, j);
+  parallelize<3, 1, true>(p, fn, ctx, flags, {range_i, range_j, range_k}, {tile_k});
 }
 
 void pthreadpool_parallelize_3d_tile_2d(pthreadpool_t p, pthreadpool_task_3d_tile_2d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t range_k, size_t tile_j, size_t tile_k, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.t[0] = tile_j;
-  j.t[1] = tile_k;
-  j.tiles[1] = divide_round_up(range_j, tile_j);
-  j.tiles[2] = divide_round_up(range_k, tile_k);
-  j.items = range_i * j.tiles[1] * j.tiles[2];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t k = (i % j.tiles[2]) * j.t[1], rest = i / j.tiles[2];
-    const size_t b = (rest % j.tiles[1]) * j.t[0], a = rest / j.tiles[1];
-    reinterpret_cast<pthreadpool_task_3d_tile_2d_t>(j.fn)(j.ctx, a, b, k, std::min(j.t[0], j.r[1] - b),
-                                                          std::min(j.t[1], j.r[2] - k));
-  };
-  execute(p, j);
+  parallelize<3, 2>(p, fn, ctx, flags, {range_i, range_j, range_k}, {tile_j, tile_k});
 }
 
 void pthreadpool_parallelize_4d(pthreadpool_t p, pthreadpool_task_4d_t fn, void* ctx, size_t range_i, size_t range_j,
                                 size_t range_k, size_t range_l, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.r[3] = range_l;
-  j.items = range_i * range_j * range_k * range_l;
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t l = i % j.r[3];
-    i /= j.r[3];
-    const size_t k = i % j.r[2];
-    i /= j.r[2];
-    reinterpret_cast<pthreadpool_task_4d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l);
-  };
-  execute(p, j);
+  parallelize<4, 0>(p, fn, ctx, flags, {range_i, range_j, range_k, range_l});
 }
 
 void pthreadpool_parallelize_4d_tile_2d(pthreadpool_t p, pthreadpool_task_4d_tile_2d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t range_k, size_t range_l, size_t tile_k, size_t tile_l,
                                         uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.r[3] = range_l;
-  j.t[0] = tile_k;
-  j.t[1] = tile_l;
-  j.tiles[2] = divide_round_up(range_k, tile_k);
-  j.tiles[3] = divide_round_up(range_l, tile_l);
-  j.items = range_i * range_j * j.tiles[2] * j.tiles[3];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t l = (i % j.tiles[3]) * j.t[1];
-    i /= j.tiles[3];
-    const size_t k = (i % j.tiles[2]) * j.t[0];
-    i /= j.tiles[2];
-    reinterpret_cast<pthreadpool_task_4d_tile_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l,
-                                                          std::min(j.t[0], j.r[2] - k), std::min(j.t[1], j.r[3] - l));
-  };
-  execute(p, j);
+  parallelize<4, 2>(p, fn, ctx, flags, {range_i, range_j, range_k, range_l}, {tile_k, tile_l});
 }
 
 void pthreadpool_parallelize_5d(pthreadpool_t p, pthreadpool_task_5d_t fn, void* ctx, size_t range_i, size_t range_j,
                                 size_t range_k, size_t range_l, size_t range_m, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.r[3] = range_l;
-  j.r[4] = range_m;
-  j.items = range_i * range_j * range_k * range_l * range_m;
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t m = i % j.r[4];
-    i /= j.r[4];
-    const size_t l = i % j.r[3];
-    i /= j.r[3];
-    const size_t k = i % j.r[2];
-    i /= j.r[2];
-    reinterpret_cast<pthreadpool_task_5d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l, m);
-  };
-  execute(p, j);
+  parallelize<5, 0>(p, fn, ctx, flags, {range_i, range_j, range_k, range_l, range_m});
 }
 
 void pthreadpool_parallelize_5d_tile_2d(pthreadpool_t p, pthreadpool_task_5d_tile_2d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t tile_l,
                                         size_t tile_m, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.r[3] = range_l;
-  j.r[4] = range_m;
-  j.t[0] = tile_l;
-  j.t[1] = tile_m;
-  j.tiles[3] = divide_round_up(range_l, tile_l);
-  j.tiles[4] = divide_round_up(range_m, tile_m);
-  j.items = range_i * range_j * range_k * j.tiles[3] * j.tiles[4];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t m = (i % j.tiles[4]) * j.t[1];
-    i /= j.tiles[4];
-    const size_t l = (i % j.tiles[3]) * j.t[0];
-    i /= j.tiles[3];
-    const size_t k = i % j.r[2];
-    i /= j.r[2];
-    reinterpret_cast<pthreadpool_task_5d_tile_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l, m,
-                                                          std::min(j.t[0], j.r[3] - l), std::min(j.t[1], j.r[4] - m));
-  };
-  execute(p, j);
+  parallelize<5, 2>(p, fn, ctx, flags, {range_i, range_j, range_k, range_l, range_m}, {tile_l, tile_m});
 }
 
 void pthreadpool_parallelize_6d_tile_2d(pthreadpool_t p, pthreadpool_task_6d_tile_2d_t fn, void* ctx, size_t range_i,
                                         size_t range_j, size_t range_k, size_t range_l, size_t range_m, size_t range_n,
                                         size_t tile_m, size_t tile_n, uint32_t flags) {
-  Job j;
-  prepare(j, fn, ctx, flags);
-  j.r[1] = range_j;
-  j.r[2] = range_k;
-  j.r[3] = range_l;
-  j.r[4] = range_m;
-  j.r[5] = range_n;
-  j.t[0] = tile_m;
-  j.t[1] = tile_n;
-  j.tiles[4] = divide_round_up(range_m, tile_m);
-  j.tiles[5] = divide_round_up(range_n, tile_n);
-  j.items = range_i * range_j * range_k * range_l * j.tiles[4] * j.tiles[5];
-  j.run = [](const Job& j, size_t i, size_t) {
-    const size_t n = (i % j.tiles[5]) * j.t[1];
-    i /= j.tiles[5];
-    const size_t m = (i % j.tiles[4]) * j.t[0];
-    i /= j.tiles[4];
-    const size_t l = i % j.r[3];
-    i /= j.r[3];
-    const size_t k = i % j.r[2];
-    i /= j.r[2];
-    reinterpret_cast<pthreadpool_task_6d_tile_2d_t>(j.fn)(j.ctx, i / j.r[1], i % j.r[1], k, l, m, n,
-                                                          std::min(j.t[0], j.r[4] - m), std::min(j.t[1], j.r[5] - n));
-  };
-  execute(p, j);
+  parallelize<6, 2>(p, fn, ctx, flags, {range_i, range_j, range_k, range_l, range_m, range_n}, {tile_m, tile_n});
 }
 
 }  // extern "C"
