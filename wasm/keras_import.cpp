@@ -392,7 +392,7 @@ static ImportedBackbone import_tfjs_impl(const std::string& model_json,
     throw Error("model.json is not a TensorFlow.js layers model (no modelTopology/weightsManifest)");
   json topo = mj["modelTopology"];
   json cfg = topo.contains("model_config") ? topo["model_config"] : topo;
-  if (!cfg.is_object() || cfg.value("class_name", "") != "Model" && cfg.value("class_name", "") != "Functional")
+  if (!cfg.is_object() || (cfg.value("class_name", "") != "Model" && cfg.value("class_name", "") != "Functional"))
     throw Error("model.json holds a " + cfg.value("class_name", std::string("?")) + ", not a Keras functional Model");
   std::map<std::string, Tensor> raw;
   for (auto& group : mj["weightsManifest"]) {
