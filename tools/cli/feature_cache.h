@@ -24,26 +24,9 @@
 #include "backbone.h"
 #include "bundle.h"
 #include "dataset.h"
+#include "sha256.h"
 
 namespace petal::cli {
-
-using Digest = std::array<uint8_t, 32>;
-
-class Sha256 {
- public:
-  Sha256();
-  void update(const void* data, size_t n);
-  Digest finish();
-
- private:
-  void block(const uint8_t* p);
-  uint32_t h_[8];
-  uint8_t buf_[64];
-  size_t buf_len_ = 0;
-  uint64_t total_ = 0;
-};
-Digest sha256(const void* data, size_t n);
-std::string hex(const Digest& d);
 
 // Identity of the backbone inside a model bundle: SHA-256 of its graph up to the pooled features
 // and of their weights (not the ImageNet classifier, head.* or bank.*).
