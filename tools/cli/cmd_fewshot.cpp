@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.h"
+#include "compute_pool.h"
 #include "error.h"
 #include "fp16.h"
 #include "recipes.h"

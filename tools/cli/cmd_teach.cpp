@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.h"
+#include "compute_pool.h"
 #include "dataset.h"
 #include "error.h"
 #include "recipes.h"

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "error.h"
 
@@ -29,6 +30,26 @@ void write_file(const std::string& path, const std::string& data) {
     throw Error("writing '" + path + "' failed (disk full?); nothing was replaced");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot replace '" + path + "': " + std::strerror(errno));
+}
+
+void ensure_parent(const std::string& path) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (parent.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(parent, ec);
+  if (ec) throw Error("cannot create the folder '" + parent.string() + "': " + ec.message());
+}
+
+std::string abs_path(const std::string& p) {
+  std::error_code ec;
+  auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+nlohmann::json skipped_json(const std::vector<Skipped>& s) {
+  nlohmann::json a = nlohmann::json::array();
+  for (auto& x : s) a.push_back({{"file", x.path}, {"reason", x.reason}});
+  return a;
 }
 
 std::string cache_dir() {

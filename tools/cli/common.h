@@ -4,27 +4,44 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 #include "bundle.h"
+#include "dataset.h"
 #include "engine.h"
 
 namespace petal::cli {
 
-// Each command file defines one of these; main.cpp calls them all.
+// Each command file (cmd_<command>.cpp) defines one of these; main.cpp calls them all, in this order
+// (the order of `petal --help`).
 void register_import(CLI::App& app);
-void register_features(CLI::App& app);
+void register_features(CLI::App& app);  // cmd_predict.cpp: features, predict
 void register_predict(CLI::App& app);
-void register_dataset_commands(CLI::App& app);  // grid, extract, train, eval, plot, summary
+void register_grid(CLI::App& app);
+void register_extract(CLI::App& app);
+void register_summary(CLI::App& app);
+void register_train(CLI::App& app);
+void register_plot(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_download(CLI::App& app);
 void register_export(CLI::App& app);
 void register_bench(CLI::App& app);
-void register_onnx(CLI::App& app);     // onnx, preprocess (cmd_onnx.cpp)
-void register_teach(CLI::App& app);    // cmd_teach.cpp
-void register_fewshot(CLI::App& app);  // cmd_fewshot.cpp
+void register_onnx(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_preprocess(CLI::App& app);
+void register_teach(CLI::App& app);
+void register_fewshot(CLI::App& app);
 
 std::vector<uint8_t> read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);  // atomic (tmp + rename)
+// Create the folder that will hold `path` (throws petal::Error saying why it cannot).
+void ensure_parent(const std::string& path);
+// `p` made absolute and normal (as the JSON reports record data set folders); `p` when that fails.
+std::string abs_path(const std::string& p);
+// Skipped files as the --json reports list them: [{"file": …, "reason": …}].
+nlohmann::json skipped_json(const std::vector<Skipped>& s);
 
 // $PETAL_CACHE (default /var/cache/petal, or ~/.cache/petal when that is not writable).
 std::string cache_dir();

@@ -13,10 +13,18 @@ int main(int argc, char** argv) {
   petal::cli::register_import(app);
   petal::cli::register_features(app);
   petal::cli::register_predict(app);
-  petal::cli::register_dataset_commands(app);
+  petal::cli::register_grid(app);
+  petal::cli::register_extract(app);
+  petal::cli::register_summary(app);
+  petal::cli::register_train(app);
+  petal::cli::register_plot(app);
+  petal::cli::register_eval(app);
+  petal::cli::register_download(app);
   petal::cli::register_export(app);
   petal::cli::register_bench(app);
   petal::cli::register_onnx(app);
+  petal::cli::register_quantize(app);
+  petal::cli::register_preprocess(app);
   petal::cli::register_teach(app);
   petal::cli::register_fewshot(app);
   try {

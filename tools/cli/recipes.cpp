@@ -1,10 +1,6 @@
 #include "recipes.h"
 
-#include <pthreadpool.h>
-#include <xnnpack.h>
-
 #include <algorithm>
-#include <thread>
 
 #include "engine.h"
 #include "common.h"
@@ -149,17 +145,6 @@ Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const
   b.metadata["training"] = training_json;
   b.metadata["backbone_id"] = backbone_id;
   return b;
-}
-
-ComputePool::ComputePool(size_t threads) {
-  if (xnn_initialize(nullptr) != xnn_status_success)
-    throw Error("this processor lacks the instructions XNNPACK needs (SSE2)");
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  if (threads > 1) pool_ = pthreadpool_create(threads);
-}
-
-ComputePool::~ComputePool() {
-  if (pool_) pthreadpool_destroy(pool_);
 }
 
 }  // namespace petal::cli

@@ -59,18 +59,4 @@ Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const
                    const std::vector<std::string>& class_names, const Preprocessing& prep, const std::string& recipe,
                    const std::string& training_json);
 
-// Threads for head training and prediction outside a backbone (XNNPACK initialised, a pthreadpool
-// of `threads`, 0 = all cores; none when 1).
-class ComputePool {
- public:
-  explicit ComputePool(size_t threads = 0);
-  ~ComputePool();
-  ComputePool(const ComputePool&) = delete;
-  ComputePool& operator=(const ComputePool&) = delete;
-  pthreadpool_t get() const { return pool_; }
-
- private:
-  pthreadpool_t pool_ = nullptr;
-};
-
 }  // namespace petal::cli
