@@ -7,6 +7,7 @@
 #include <set>
 
 #include "error.h"
+#include "head_bundle.h"
 #include "image.h"
 #include "onnx_export.h"
 #include "petal_limits.h"
@@ -223,29 +224,8 @@ void Engine::set_bank(std::vector<float> features, std::vector<int32_t> labels) 
 }
 
 Bundle Engine::to_bundle(bool with_backbone) const {
-  Bundle b;
-  b.metadata = backbone_tensors_.metadata;
-  b.metadata["format"] = "petal-bundle";
-  b.metadata["format_version"] = std::to_string(kBundleFormatVersion);
-  if (with_backbone) b.tensors = backbone_tensors_.tensors;
-  else b.metadata["backbone"] = "external";
-  if (has_head()) {
-    head_.save(b);
-    b.metadata["class_names"] = class_names_json(class_names_);
-    b.metadata["head_shape"] = std::to_string(head_.in()) + "x" + std::to_string(head_.hidden()) + "x" + std::to_string(head_.classes());
-  }
-  if (!bank_labels_.empty()) {
-    Tensor f, l;
-    f.shape = {bank_labels_.size(), size_t(feature_dim())};
-    f.data = bank_features_;
-    f.stored = DType::F16;
-    l.shape = {bank_labels_.size()};
-    l.data.assign(bank_labels_.begin(), bank_labels_.end());
-    l.stored = DType::I32;
-    b.tensors["bank.features"] = std::move(f);
-    b.tensors["bank.labels"] = std::move(l);
-  }
-  return b;
+  Bundle head = head_only_bundle(backbone_tensors_.metadata, has_head() ? &head_ : nullptr, class_names_, bank_features_, bank_labels_);
+  return with_backbone ? merge_head_bundle(backbone_tensors_, head) : head;
 }
 
 std::string Engine::to_onnx() {

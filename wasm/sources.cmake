@@ -3,7 +3,7 @@
 # Paths are relative to this folder; PETAL_ENGINE_DIR is it.
 set(PETAL_ENGINE_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(PETAL_ENGINE_SOURCES
-  bundle.cpp graph.cpp keras_import.cpp image.cpp backbone.cpp head.cpp heatmap.cpp teach.cpp matmul.cpp engine.cpp
+  bundle.cpp head_bundle.cpp graph.cpp keras_import.cpp image.cpp backbone.cpp head.cpp heatmap.cpp teach.cpp matmul.cpp engine.cpp
   onnx_export.cpp
   threadpool.cpp)  # replaces libpthreadpool.a's functions at link time: see threadpool.cpp
 # Keras HDF5 weights: native builds only (libhdf5).

@@ -6,6 +6,7 @@
 #include "calibrate.h"
 #include "common.h"
 #include "error.h"
+#include "head_bundle.h"
 
 namespace petal::cli {
 
@@ -30,7 +31,7 @@ void register_quantize(CLI::App& app) {
     auto it = b.metadata.find("format");
     if (it == b.metadata.end() || it->second != "petal-bundle")
       throw Error("'" + q_model + "' is a safetensors file but not a Petal model bundle");
-    if (b.metadata.count("backbone") && b.metadata.at("backbone") == "external")
+    if (is_head_only(b))
       throw Error("'" + q_model + "' holds only a classifier head; quantize the backbone or a full model (petal export)");
     if (q_fp32) {
       b.tensors.erase(kInt8Marker);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "head_bundle.h"
 
 namespace petal::cli {
 
@@ -86,22 +87,16 @@ std::string default_model_path() {
 
 Bundle load_model(const std::string& path) {
   Bundle b = load_bundle_file(path);
-  auto it = b.metadata.find("backbone");
-  if (it != b.metadata.end() && it->second == "external") {
-    const std::string bp = default_backbone_path();
-    Bundle full;
-    try {
-      full = load_bundle_file(bp);
-    } catch (const Error& e) {
-      throw Error("'" + path + "' holds only a classifier head and the backbone could not be loaded (" + e.what() +
-                  "); run `petal import` or set PETAL_BACKBONE");
-    }
-    for (auto& [k, v] : b.tensors) full.tensors[k] = v;
-    for (auto& [k, v] : b.metadata)
-      if (k != "backbone") full.metadata[k] = v;
-    return full;
+  if (!is_head_only(b)) return b;
+  const std::string bp = default_backbone_path();
+  Bundle full;
+  try {
+    full = load_bundle_file(bp);
+  } catch (const Error& e) {
+    throw Error("'" + path + "' holds only a classifier head and the backbone could not be loaded (" + e.what() +
+                "); run `petal import` or set PETAL_BACKBONE");
   }
-  return b;
+  return merge_head_bundle(std::move(full), b);
 }
 
 Progress::Progress(std::string label, size_t total, const char* unit)

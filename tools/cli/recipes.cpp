@@ -5,6 +5,7 @@
 #include "engine.h"
 #include "common.h"
 #include "error.h"
+#include "head_bundle.h"
 
 namespace petal::cli {
 
@@ -128,17 +129,9 @@ void choose_bank(const FeatureTable& photos, size_t classes, size_t per_class, u
 
 Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const Head& head,
                    const std::vector<std::string>& class_names, const Preprocessing& prep, const std::string& recipe,
-                   const std::string& training_json) {
-  validate_class_names(class_names);
-  Bundle b;
-  for (auto& [k, v] : backbone.metadata)
-    if (k != "class_names" && k != "head_shape" && k != "backbone") b.metadata[k] = v;
-  b.metadata["format"] = "petal-bundle";
-  b.metadata["format_version"] = std::to_string(kBundleFormatVersion);
-  b.metadata["backbone"] = "external";
-  head.save(b);
-  b.metadata["class_names"] = class_names_json(class_names);
-  b.metadata["head_shape"] = std::to_string(head.in()) + "x" + std::to_string(head.hidden()) + "x" + std::to_string(head.classes());
+                   const std::string& training_json, const std::vector<float>& bank_features,
+                   const std::vector<int32_t>& bank_labels) {
+  Bundle b = head_only_bundle(backbone.metadata, &head, class_names, bank_features, bank_labels);
   b.metadata["preprocessing"] = prep.mode;
   b.metadata["input_size"] = std::to_string(prep.size) + "x" + std::to_string(prep.size);
   b.metadata["recipe"] = recipe;

@@ -52,11 +52,12 @@ void choose_bank(const FeatureTable& photos, size_t classes, size_t per_class, u
 // Which rows choose_bank takes, in its order: indices into `labels` (one class index per photo).
 std::vector<size_t> bank_rows(const std::vector<int32_t>& labels, size_t classes, size_t per_class, uint32_t seed);
 
-// A head-only bundle in Engine::to_bundle(false)'s layout: the backbone's metadata with
-// backbone=external, the head tensors, class names, plus how it was made ("recipe", "training"
-// JSON, "backbone_id") and the preprocessing it expects.
+// A trained head (and its feature bank, if any) as a head-only bundle (head_only_bundle,
+// wasm/head_bundle.h) that also says how it was made ("recipe", "training" JSON, "backbone_id")
+// and the preprocessing it expects.
 Bundle head_bundle(const Bundle& backbone, const std::string& backbone_id, const Head& head,
                    const std::vector<std::string>& class_names, const Preprocessing& prep, const std::string& recipe,
-                   const std::string& training_json);
+                   const std::string& training_json, const std::vector<float>& bank_features = {},
+                   const std::vector<int32_t>& bank_labels = {});
 
 }  // namespace petal::cli
