@@ -48,6 +48,58 @@ void print_confusion(const std::vector<std::vector<int>>& m, const std::vector<s
   }
 }
 
+// The validation split and seed the model was trained with (its "training" metadata), else Keras's.
+void trained_split(const Bundle& b, double& split, int64_t& seed) {
+  if (!b.metadata.count("training")) return;
+  try {
+    json tr = json::parse(b.meta("training"));
+    split = tr.value("validation_split", split);
+    seed = tr.value("seed", seed);
+  } catch (const std::exception&) {
+  }
+}
+
+// The head's answers for the photos of `t`, scored: confusion matrix, accuracy, mean loss, and each
+// photo's prediction (only when `list` asks for them).
+struct Scores {
+  std::vector<std::vector<int>> conf;
+  size_t correct = 0;
+  double accuracy = 0, loss = 0;
+  json predictions = json::array();
+};
+Scores score(const std::vector<float>& p, const FeatureTable& t, const Dataset& d, const std::vector<std::string>& names, bool list) {
+  const size_t n = t.files.size(), C = names.size();
+  Scores s;
+  s.conf.assign(C, std::vector<int>(C, 0));
+  for (size_t i = 0; i < n; ++i) {
+    const float* row = &p[i * C];
+    const int pred = int(std::max_element(row, row + C) - row), y = t.labels[i];
+    s.conf[size_t(y)][size_t(pred)]++;
+    s.correct += pred == y;
+    s.loss -= std::log(std::max(double(row[y]), 1e-12));
+    if (list)
+      s.predictions.push_back({{"file", d.files[t.files[i]].path}, {"label", names[size_t(y)]}, {"predicted", names[size_t(pred)]},
+                               {"probability", row[pred]}});
+  }
+  s.accuracy = double(s.correct) / double(n);
+  s.loss /= double(n);
+  return s;
+}
+
+// The text report: the subset, accuracy and loss, per-class metrics, the confusion matrix.
+void print_scores(const Scores& s, const std::vector<std::vector<double>>& m, const std::vector<std::string>& names, Subset sub,
+                  const Dataset& d, double sp, int64_t sd, size_t n, size_t skipped) {
+  std::printf("%s subset of %s (split %g, seed %lld): %zu photos, %zu skipped\n", subset_name(sub), d.root.c_str(), sp,
+              (long long)sd, n, skipped);
+  std::printf("accuracy: %.4f (%zu/%zu)  loss: %.4f\n", s.accuracy, s.correct, n, s.loss);
+  size_t w = 5;
+  for (auto& x : names) w = std::max(w, x.size());
+  std::printf("%-*s  precision  recall      f1  support\n", int(w), "class");
+  for (size_t c = 0; c < names.size(); ++c)
+    std::printf("%-*s  %9.4f  %6.4f  %6.4f  %7d\n", int(w), names[c].c_str(), m[c][0], m[c][1], m[c][2], int(m[c][3]));
+  print_confusion(s.conf, names);
+}
+
 }  // namespace
 
 void register_eval(CLI::App& app) {
@@ -73,14 +125,7 @@ void register_eval(CLI::App& app) {
     auto names = parse_class_names(b.meta("class_names"));
     double sp = 0.2;
     int64_t sd = 123;
-    if (b.metadata.count("training")) {
-      try {
-        json tr = json::parse(b.meta("training"));
-        sp = tr.value("validation_split", sp);
-        sd = tr.value("seed", sd);
-      } catch (const std::exception&) {
-      }
-    }
+    trained_split(b, sp, sd);
     if (o_split->count()) sp = split;
     if (o_seed->count()) sd = seed;
     Dataset d = open_dataset(data, sp, checked_seed(sd), as_json);
@@ -101,23 +146,9 @@ void register_eval(CLI::App& app) {
     if (t.files.empty()) throw Error("no photo of the " + subset + " subset could be read");
     const size_t n = t.files.size(), C = names.size();
     ComputePool pool{size_t(threads)};
-    auto p = head.predict(t.features.data(), n, pool.get());
-    std::vector<std::vector<int>> conf(C, std::vector<int>(C, 0));
-    size_t correct = 0;
-    double loss = 0;
-    json preds = json::array();
-    for (size_t i = 0; i < n; ++i) {
-      const float* row = &p[i * C];
-      const int pred = int(std::max_element(row, row + C) - row), y = t.labels[i];
-      conf[size_t(y)][size_t(pred)]++;
-      correct += pred == y;
-      loss -= std::log(std::max(double(row[y]), 1e-12));
-      if (as_json)
-        preds.push_back({{"file", d.files[t.files[i]].path}, {"label", names[size_t(y)]}, {"predicted", names[size_t(pred)]},
-                         {"probability", row[pred]}});
-    }
-    const double acc = double(correct) / double(n);
-    loss /= double(n);
+    const Scores s = score(head.predict(t.features.data(), n, pool.get()), t, d, names, as_json);
+    const auto& conf = s.conf;
+    const double acc = s.accuracy;
     const auto m = per_class_metrics(conf);
     if (!confusion_png.empty()) {
       char title[128];
@@ -130,20 +161,12 @@ void register_eval(CLI::App& app) {
       for (size_t c = 0; c < C; ++c)
         classes.push_back({{"name", names[c]}, {"precision", m[c][0]}, {"recall", m[c][1]}, {"f1", m[c][2]}, {"support", int(m[c][3])}});
       json j = {{"model", model}, {"data", abs_path(d.root)}, {"subset", subset_name(sub)}, {"validation_split", sp}, {"seed", sd},
-                {"photos", n}, {"correct", correct}, {"accuracy", acc}, {"loss", loss}, {"classes", classes},
-                {"confusion", conf}, {"skipped", skipped_json(t.skipped)}, {"predictions", preds}};
+                {"photos", n}, {"correct", s.correct}, {"accuracy", acc}, {"loss", s.loss}, {"classes", classes},
+                {"confusion", conf}, {"skipped", skipped_json(t.skipped)}, {"predictions", s.predictions}};
       std::printf("%s\n", j.dump(1).c_str());
       return;
     }
-    std::printf("%s subset of %s (split %g, seed %lld): %zu photos, %zu skipped\n", subset_name(sub), d.root.c_str(), sp,
-                (long long)sd, n, t.skipped.size());
-    std::printf("accuracy: %.4f (%zu/%zu)  loss: %.4f\n", acc, correct, n, loss);
-    size_t w = 5;
-    for (auto& s : names) w = std::max(w, s.size());
-    std::printf("%-*s  precision  recall      f1  support\n", int(w), "class");
-    for (size_t c = 0; c < C; ++c)
-      std::printf("%-*s  %9.4f  %6.4f  %6.4f  %7d\n", int(w), names[c].c_str(), m[c][0], m[c][1], m[c][2], int(m[c][3]));
-    print_confusion(conf, names);
+    print_scores(s, m, names, sub, d, sp, sd, n, t.skipped.size());
   });
 }
 

@@ -20,6 +20,50 @@ struct Row {
   size_t params = 0;
 };
 
+// One row per layer of the backbone's graph at the input size of `prep` (the ImageNet classifier
+// is not one: its parameters go to fc_params), with the parameter and convolution channel counts.
+std::vector<Row> layer_rows(const Graph& g, const Preprocessing& prep, size_t& backbone_params, size_t& fc_params, size_t& conv_channels) {
+  std::map<std::string, std::array<int, 3>> shapes;  // h, w, c
+  shapes["input"] = {prep.size, prep.size, 3};
+  std::vector<Row> backbone_rows;
+  auto out_size = [](int in, int k, int s, int a, int bb, bool same) { return same ? (in + s - 1) / s : (in + a + bb - k) / s + 1; };
+  for (const Op& op : g.ops) {
+    const auto in = shapes.at(op.inputs.at(0));
+    std::array<int, 3> o = in;
+    Row r;
+    r.name = op.name;
+    switch (op.kind) {
+      case Op::Conv:
+        o = {out_size(in[0], op.kh, op.sh, op.pad[0], op.pad[2], op.same), out_size(in[1], op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.cout};
+        r.params = size_t(op.cout) * op.kh * op.kw * op.cin + op.cout;
+        r.type = "Conv2D " + std::to_string(op.kh) + "x" + std::to_string(op.kw) + (op.sh > 1 ? "/" + std::to_string(op.sh) : "") + "+BN" + (op.relu ? "+ReLU" : "");
+        conv_channels += size_t(op.cout);
+        break;
+      case Op::MaxPool:
+        o = {out_size(in[0], op.kh, op.sh, op.pad[0], op.pad[2], op.same), out_size(in[1], op.kw, op.sw, op.pad[3], op.pad[1], op.same), in[2]};
+        r.type = "MaxPooling2D";
+        break;
+      case Op::Add: r.type = op.relu ? "Add+ReLU" : "Add"; break;
+      case Op::GlobalAvgPool: o = {1, 1, in[2]}; r.type = "GlobalAveragePooling2D"; break;
+      case Op::Dense:
+        o = {1, 1, op.cout};
+        r.params = size_t(op.cout) * op.cin + op.cout;
+        r.type = "Dense";
+        break;
+    }
+    shapes[op.name] = o;
+    r.shape = o[0] == 1 && o[1] == 1 && (op.kind == Op::GlobalAvgPool || op.kind == Op::Dense)
+                  ? "(None, " + std::to_string(o[2]) + ")"
+                  : "(None, " + std::to_string(o[0]) + ", " + std::to_string(o[1]) + ", " + std::to_string(o[2]) + ")";
+    if (op.name == g.logits) fc_params = r.params;
+    else {
+      backbone_params += r.params;
+      backbone_rows.push_back(r);
+    }
+  }
+  return backbone_rows;
+}
+
 }  // namespace
 
 void register_summary(CLI::App& app) {
@@ -33,45 +77,8 @@ void register_summary(CLI::App& app) {
     Bundle b = load_model(model);
     const Graph g = Graph::from_json(b.meta("graph"));
     Preprocessing prep = preprocessing_of(b);
-    std::map<std::string, std::array<int, 3>> shapes;  // h, w, c
-    shapes["input"] = {prep.size, prep.size, 3};
-    std::vector<Row> backbone_rows;
     size_t backbone_params = 0, fc_params = 0, conv_channels = 0;
-    auto out_size = [](int in, int k, int s, int a, int bb, bool same) { return same ? (in + s - 1) / s : (in + a + bb - k) / s + 1; };
-    for (const Op& op : g.ops) {
-      const auto in = shapes.at(op.inputs.at(0));
-      std::array<int, 3> o = in;
-      Row r;
-      r.name = op.name;
-      switch (op.kind) {
-        case Op::Conv:
-          o = {out_size(in[0], op.kh, op.sh, op.pad[0], op.pad[2], op.same), out_size(in[1], op.kw, op.sw, op.pad[3], op.pad[1], op.same), op.cout};
-          r.params = size_t(op.cout) * op.kh * op.kw * op.cin + op.cout;
-          r.type = "Conv2D " + std::to_string(op.kh) + "x" + std::to_string(op.kw) + (op.sh > 1 ? "/" + std::to_string(op.sh) : "") + "+BN" + (op.relu ? "+ReLU" : "");
-          conv_channels += size_t(op.cout);
-          break;
-        case Op::MaxPool:
-          o = {out_size(in[0], op.kh, op.sh, op.pad[0], op.pad[2], op.same), out_size(in[1], op.kw, op.sw, op.pad[3], op.pad[1], op.same), in[2]};
-          r.type = "MaxPooling2D";
-          break;
-        case Op::Add: r.type = op.relu ? "Add+ReLU" : "Add"; break;
-        case Op::GlobalAvgPool: o = {1, 1, in[2]}; r.type = "GlobalAveragePooling2D"; break;
-        case Op::Dense:
-          o = {1, 1, op.cout};
-          r.params = size_t(op.cout) * op.cin + op.cout;
-          r.type = "Dense";
-          break;
-      }
-      shapes[op.name] = o;
-      r.shape = o[0] == 1 && o[1] == 1 && (op.kind == Op::GlobalAvgPool || op.kind == Op::Dense)
-                    ? "(None, " + std::to_string(o[2]) + ")"
-                    : "(None, " + std::to_string(o[0]) + ", " + std::to_string(o[1]) + ", " + std::to_string(o[2]) + ")";
-      if (op.name == g.logits) fc_params = r.params;
-      else {
-        backbone_params += r.params;
-        backbone_rows.push_back(r);
-      }
-    }
+    const std::vector<Row> backbone_rows = layer_rows(g, prep, backbone_params, fc_params, conv_channels);
     std::vector<Row> rows;
     if (layers) rows = backbone_rows;
     else rows.push_back({b.metadata.count("architecture") ? b.meta("architecture") : "backbone", "frozen backbone",

@@ -16,6 +16,31 @@
 namespace petal::cli {
 using nlohmann::json;
 
+namespace {
+
+// The features of each (path, class) photo, appended to `x`, and its class to `labels`; a photo that
+// cannot be read or decoded is skipped with a warning.
+void lesson_features(Engine& engine, const std::vector<std::pair<std::string, std::string>>& items, std::vector<float>& x,
+                     std::vector<std::string>& labels) {
+  Progress bar("features", items.size());
+  size_t done = 0;
+  for (auto& [path, label] : items) {
+    LoadedFile lf = load_data_file(path);
+    try {
+      if (!lf.error.empty()) throw Error(lf.error);
+      auto f = engine.features_of_bytes(lf.bytes.data(), lf.bytes.size());
+      x.insert(x.end(), f.begin(), f.end());
+      labels.push_back(label);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "petal: warning: skipped %s: %s\n", path.c_str(), e.what());
+    }
+    bar.update(++done);
+  }
+  bar.finish();
+}
+
+}  // namespace
+
 void register_teach(CLI::App& app) {
   auto* cmd = app.add_subcommand("teach", "Teach a trained model new photos: a new class from a few, or corrections (as the page's Train)");
   static std::string model, out, class_name, folder;
@@ -50,21 +75,7 @@ void register_teach(CLI::App& app) {
     const size_t D = size_t(engine.feature_dim());
     std::vector<float> x;
     std::vector<std::string> labels;
-    Progress bar("features", items.size());
-    size_t done = 0;
-    for (auto& [path, label] : items) {
-      LoadedFile lf = load_data_file(path);
-      try {
-        if (!lf.error.empty()) throw Error(lf.error);
-        auto f = engine.features_of_bytes(lf.bytes.data(), lf.bytes.size());
-        x.insert(x.end(), f.begin(), f.end());
-        labels.push_back(label);
-      } catch (const Error& e) {
-        std::fprintf(stderr, "petal: warning: skipped %s: %s\n", path.c_str(), e.what());
-      }
-      bar.update(++done);
-    }
-    bar.finish();
+    lesson_features(engine, items, x, labels);
     if (labels.empty()) throw Error("none of the photos could be read");
     TeachOptions opt;
     if (seed >= 0) opt.seed = uint64_t(seed);

@@ -386,6 +386,8 @@ struct InterruptGuard {
 
 }  // namespace
 
+// long function: not split yet — the reader thread, the batch loop and the cache writes share one
+// queue, its lock and the interrupt state; splitting it is left for a change of its own (issue 15).
 FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indices, FeatureSource& src,
                               FeatureCache& cache, const ExtractOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
