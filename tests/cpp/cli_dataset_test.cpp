@@ -15,44 +15,14 @@
 #include "engine.h"
 #include "feature_cache.h"
 #include "image.h"
+#include "test_support.h"
 #include <stb/stb_image.h>
 
 namespace fs = std::filesystem;
+namespace test = petal::test;
 using nlohmann::json;
 
 namespace {
-
-std::string source_dir() {
-  if (const char* s = std::getenv("PETAL_SOURCE_DIR"); s && *s) return s;
-  return PETAL_SOURCE_DIR;
-}
-std::string flowers_dir() {
-  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return std::string(d) + "/flower_photos";
-  return source_dir() + "/../shared/data/flower_photos";
-}
-std::string backbone_path() {
-  if (const char* p = std::getenv("PETAL_BACKBONE"); p && *p) return p;
-  const char* c = std::getenv("PETAL_CACHE");
-  return std::string(c && *c ? c : "/var/cache/petal") + "/models/resnet50-imagenet.safetensors";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-void write(const std::string& path, const std::string& data) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << data;
-}
-
-std::vector<std::string> photos(const std::string& cls, size_t n, size_t skip = 0) {
-  std::vector<std::string> v;
-  for (auto& e : fs::directory_iterator(flowers_dir() + "/" + cls)) v.push_back(e.path().string());
-  std::sort(v.begin(), v.end());
-  v.erase(v.begin(), v.begin() + std::min(skip, v.size()));
-  if (v.size() > n) v.resize(n);
-  return v;
-}
 
 struct Result {
   int code = -1;
@@ -72,9 +42,9 @@ class Cli : public ::testing::Test {
  protected:
   std::string tmp;
   void SetUp() override {
-    ASSERT_TRUE(fs::exists(backbone_path())) << "missing the backbone " << backbone_path()
+    ASSERT_TRUE(fs::exists(test::backbone_path())) << "missing the backbone " << test::backbone_path()
                                              << ": run tools/setup.sh (it runs petal import) or set PETAL_BACKBONE";
-    ASSERT_TRUE(fs::is_directory(flowers_dir())) << "missing " << flowers_dir() << ": set PETAL_DATA to the shared data folder";
+    ASSERT_TRUE(fs::is_directory(test::flowers_dir())) << "missing " << test::flowers_dir() << ": set PETAL_DATA to the shared data folder";
     char t[] = "/tmp/petal-cli-test-XXXXXX";
     ASSERT_NE(::mkdtemp(t), nullptr);
     tmp = t;
@@ -87,12 +57,12 @@ class Cli : public ::testing::Test {
   Result petal(const std::string& args, const std::string& env = "", const std::string& exe = PETAL_CLI) {
     Result r;
     const std::string o = tmp + "/stdout", e = tmp + "/stderr";
-    const std::string cmd = "env PETAL_CACHE=" + tmp + "/cache PETAL_BACKBONE=" + backbone_path() + " " + env + " " + exe + " " +
+    const std::string cmd = "env PETAL_CACHE=" + tmp + "/cache PETAL_BACKBONE=" + test::backbone_path() + " " + env + " " + exe + " " +
                             args + " > " + o + " 2> " + e;
     const int st = std::system(cmd.c_str());
     r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
+    r.out = test::read_text(o);
+    r.err = test::read_text(e);
     return r;
   }
   // A small flower set: `per_class` photos of each class as symlinks to the real files.
@@ -100,14 +70,14 @@ class Cli : public ::testing::Test {
     const std::string root = tmp + "/" + name;
     for (auto& c : classes) {
       fs::create_directories(root + "/" + c);
-      for (auto& p : photos(c, per_class)) fs::create_symlink(p, root + "/" + c + "/" + fs::path(p).filename().string());
+      for (auto& p : test::flower_photos(c, per_class)) fs::create_symlink(p, root + "/" + c + "/" + fs::path(p).filename().string());
     }
     return root;
   }
 };
 
 bool png_size(const std::string& path, int& w, int& h) {
-  const std::string b = slurp(path);
+  const std::string b = test::read_text(path);
   int ch = 0;
   uint8_t* px = stbi_load_from_memory(reinterpret_cast<const uint8_t*>(b.data()), int(b.size()), &w, &h, &ch, 3);
   if (!px) return false;
@@ -122,12 +92,12 @@ bool png_size(const std::string& path, int& w, int& h) {
 TEST_F(Cli, PipelineEndToEnd) {
   const std::string data = make_set("flowers", {"daisy", "roses"}, 6);
   fs::create_directories(data + "/tulips");
-  fs::create_symlink(photos("tulips", 1)[0], data + "/tulips/only.jpg");  // a class with one photo
-  const std::string real = slurp(photos("daisy", 1, 10)[0]);
-  write(data + "/daisy/corrupt.jpg", real.substr(0, real.size() / 3));  // truncated JPEG
-  write(data + "/daisy/README", "These are daisies.\n");
-  write(data + "/roses/notes.jpg", "a text file with an image name\n");
-  write(data + "/roses/empty.jpg", "");
+  fs::create_symlink(test::flower_photos("tulips", 1)[0], data + "/tulips/only.jpg");  // a class with one photo
+  const std::string real = test::read_text(test::flower_photos("daisy", 1, 10)[0]);
+  test::write_text(data + "/daisy/corrupt.jpg", real.substr(0, real.size() / 3));  // truncated JPEG
+  test::write_text(data + "/daisy/README", "These are daisies.\n");
+  test::write_text(data + "/roses/notes.jpg", "a text file with an image name\n");
+  test::write_text(data + "/roses/empty.jpg", "");
   fs::create_symlink(data + "/roses/loop.jpg", data + "/roses/loop.jpg");
   const size_t good = 13, bad = 4;
 
@@ -184,7 +154,7 @@ TEST_F(Cli, PipelineEndToEnd) {
   EXPECT_EQ(int(tj["training_examples"]) + int(tj["validation_photos"]), int(good));
   EXPECT_NE(t.err.find("Epoch 4/4 - loss:"), std::string::npos) << t.err;
   ASSERT_TRUE(fs::exists(tmp + "/out/m.history.json"));
-  json h = json::parse(slurp(tmp + "/out/m.history.json"));
+  json h = json::parse(test::read_text(tmp + "/out/m.history.json"));
   EXPECT_EQ(h["history"]["accuracy"].size(), 4u);
   EXPECT_EQ(h["history"]["val_accuracy"].size(), 4u);
   EXPECT_EQ(h["dataset"]["class_names"], (json{"daisy", "roses", "tulips"}));
@@ -292,10 +262,10 @@ TEST_F(Cli, InterruptedExtractionResumes) {
 // JPEG among them is passed over), and the calibrated bundle predicts like fp32.
 TEST_F(Cli, QuantizeCalibratesOnPhotos) {
   const std::string data = make_set("cal", {"daisy", "sunflowers"}, 4);
-  const std::string real = slurp(photos("daisy", 1, 10)[0]);
-  write(data + "/daisy/corrupt.jpg", real.substr(0, real.size() / 3));
+  const std::string real = test::read_text(test::flower_photos("daisy", 1, 10)[0]);
+  test::write_text(data + "/daisy/corrupt.jpg", real.substr(0, real.size() / 3));
   const std::string out = tmp + "/r50-int8.safetensors";
-  Result q = petal("quantize " + backbone_path() + " -o " + out + " --calibrate " + data + " --calibration-photos 5");
+  Result q = petal("quantize " + test::backbone_path() + " -o " + out + " --calibrate " + data + " --calibration-photos 5");
   ASSERT_EQ(q.code, 0) << q.err;
   EXPECT_NE(q.err.find("calibrated int8 ranges on 5 photos"), std::string::npos) << q.err;
   petal::Bundle b = petal::load_bundle_file(out);
@@ -305,14 +275,14 @@ TEST_F(Cli, QuantizeCalibratesOnPhotos) {
   EXPECT_EQ(r.shape[1], 2u);
   for (size_t i = 0; i < r.shape[0]; ++i) EXPECT_LE(r.data[i * 2], r.data[i * 2 + 1]) << "row " << i;
   // ImageNet top-1 of a held-back photo: the same with the calibrated int8 bundle as with fp32
-  const std::string photo = photos("sunflowers", 1, 20)[0];
-  Result p32 = petal("predict --model " + backbone_path() + " --json " + photo);
+  const std::string photo = test::flower_photos("sunflowers", 1, 20)[0];
+  Result p32 = petal("predict --model " + test::backbone_path() + " --json " + photo);
   Result p8 = petal("predict --model " + out + " --json " + photo);
   ASSERT_EQ(p32.code, 0) << p32.err;
   ASSERT_EQ(p8.code, 0) << p8.err;
   EXPECT_EQ(p32.j()["images"][0]["predictions"][0]["index"], p8.j()["images"][0]["predictions"][0]["index"])
       << p32.out << "\n" << p8.out;
-  Result none = petal("quantize " + backbone_path() + " -o " + out + " --calibrate " + tmp + "/missing");
+  Result none = petal("quantize " + test::backbone_path() + " -o " + out + " --calibrate " + tmp + "/missing");
   EXPECT_NE(none.code, 0);
 }
 
@@ -330,7 +300,7 @@ TEST_F(Cli, TutorialRecipe) {
   Result e = petal("eval " + model + " " + data + " --json");
   ASSERT_EQ(e.code, 0) << e.err;
   EXPECT_EQ(e.j()["photos"], 2);
-  Result p = petal("predict --model " + model + " " + photos("tulips", 1)[0]);
+  Result p = petal("predict --model " + model + " " + test::flower_photos("tulips", 1)[0]);
   EXPECT_NE(p.code, 0);
   EXPECT_NE(p.err.find("preprocessing 'raw'"), std::string::npos) << p.err;
 }
@@ -375,13 +345,13 @@ TEST_F(Cli, DownloadOfflineFailsClearly) {
 // on the default backbone), as `--model` that file does; `--model BACKBONE` and PETAL_MODEL still
 // choose; a petal that cannot find the shipped head says so in one line and uses ImageNet classes.
 TEST_F(Cli, PredictDefaultsToTheShippedFlowersModel) {
-  const std::string shipped = source_dir() + "/model/flowers-head.safetensors";
+  const std::string shipped = test::source_dir() + "/model/flowers-head.safetensors";
   ASSERT_TRUE(fs::exists(shipped)) << "missing the committed " << shipped;
   const std::vector<std::string> classes = {"daisy", "dandelion", "roses", "sunflowers", "tulips"};
   std::string files;
   std::map<std::string, std::string> truth;
   for (auto& c : classes)
-    for (auto& p : photos(c, 2, 40)) {
+    for (auto& p : test::flower_photos(c, 2, 40)) {
       files += " " + p;
       truth[p] = c;
     }
@@ -398,18 +368,18 @@ TEST_F(Cli, PredictDefaultsToTheShippedFlowersModel) {
   ASSERT_EQ(m.code, 0) << m.err;
   EXPECT_EQ(m.j(), dj);
 
-  Result b = petal("predict --json --model " + backbone_path() + " " + photos("roses", 1, 40)[0]);
+  Result b = petal("predict --json --model " + test::backbone_path() + " " + test::flower_photos("roses", 1, 40)[0]);
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(b.j()["classes"], "imagenet");
   EXPECT_EQ(b.j()["images"][0]["predictions"].size(), 5u);
-  Result e = petal("predict --json " + photos("roses", 1, 40)[0], "PETAL_MODEL=" + backbone_path());
+  Result e = petal("predict --json " + test::flower_photos("roses", 1, 40)[0], "PETAL_MODEL=" + test::backbone_path());
   ASSERT_EQ(e.code, 0) << e.err;
   EXPECT_EQ(e.j()["classes"], "imagenet");
 
   // A copy of petal outside the checkout finds no shipped head.
   fs::create_directories(tmp + "/elsewhere");
   fs::copy_file(PETAL_CLI, tmp + "/elsewhere/petal");
-  Result c = petal("predict --json " + photos("roses", 1, 40)[0], "PETAL_MODEL=", tmp + "/elsewhere/petal");
+  Result c = petal("predict --json " + test::flower_photos("roses", 1, 40)[0], "PETAL_MODEL=", tmp + "/elsewhere/petal");
   ASSERT_EQ(c.code, 0) << c.err;
   EXPECT_EQ(c.j()["classes"], "imagenet");
   EXPECT_EQ(c.j()["images"], b.j()["images"]);
@@ -426,11 +396,11 @@ TEST_F(Cli, PredictDefaultsToTheShippedFlowersModel) {
 // of the photo's proportions (plus its caption strip); a folder for several; ImageNet classes have
 // no head to explain, which it says.
 TEST_F(Cli, PredictDrawsAHeatmapOverThePhoto) {
-  const std::string rose = photos("roses", 1, 40)[0], daisy = photos("daisy", 1, 40)[0];
+  const std::string rose = test::flower_photos("roses", 1, 40)[0], daisy = test::flower_photos("daisy", 1, 40)[0];
   Result one = petal("predict --heatmap " + tmp + "/rose.png " + rose, "PETAL_MODEL=");
   ASSERT_EQ(one.code, 0) << one.err;
   EXPECT_NE(one.out.find("roses"), std::string::npos) << one.out;
-  const std::string png = slurp(tmp + "/rose.png"), jpg = slurp(rose);
+  const std::string png = test::read_text(tmp + "/rose.png"), jpg = test::read_text(rose);
   auto u8 = [](const std::string& b) { return reinterpret_cast<const uint8_t*>(b.data()); };
   const petal::ImageInfo pi = petal::probe_image(u8(png), png.size()), ri = petal::probe_image(u8(jpg), jpg.size());
   EXPECT_EQ(pi.format, "png");
@@ -447,7 +417,7 @@ TEST_F(Cli, PredictDrawsAHeatmapOverThePhoto) {
   EXPECT_TRUE(fs::exists(tmp + "/maps/" + fs::path(rose).stem().string() + ".heatmap.png"));
   EXPECT_TRUE(fs::exists(tmp + "/maps/" + fs::path(daisy).stem().string() + ".heatmap.png"));
 
-  Result in = petal("predict --heatmap " + tmp + "/x.png --model " + backbone_path() + " " + rose);
+  Result in = petal("predict --heatmap " + tmp + "/x.png --model " + test::backbone_path() + " " + rose);
   EXPECT_NE(in.code, 0);
   EXPECT_NE(in.err.find("--heatmap needs a trained head"), std::string::npos) << in.err;
 }
@@ -459,14 +429,14 @@ TEST_F(Cli, HelpNamesNoPlaceholderUrl) {
   EXPECT_EQ(h.out.find("https://github.com/ "), std::string::npos) << h.out;
   EXPECT_EQ(h.out.find("https://github.com/)"), std::string::npos) << h.out;
   EXPECT_NE(h.out.find("see README.md"), std::string::npos) << h.out;
-  EXPECT_TRUE(fs::exists(source_dir() + "/README.md"));
+  EXPECT_TRUE(fs::exists(test::source_dir() + "/README.md"));
 }
 
 // The page's bundle (the shipped head on the fp16 backbone, as tools/setup/make-models.sh exports
 // it) has another backbone id than the fp32 backbone the head was trained on; eval knows that fp16
 // storage of the same weights is the same backbone and warns only about real differences.
 TEST_F(Cli, EvalTrustsTheFp16CopyOfItsBackbone) {
-  const std::string shipped = source_dir() + "/model/flowers-head.safetensors";
+  const std::string shipped = test::source_dir() + "/model/flowers-head.safetensors";
   ASSERT_TRUE(fs::exists(shipped)) << "missing the committed " << shipped;
   const std::string data = make_set("five", {"daisy", "dandelion", "roses", "sunflowers", "tulips"}, 1);
   const std::string site = tmp + "/petal.safetensors";

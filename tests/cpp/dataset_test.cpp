@@ -14,6 +14,7 @@
 #include "feature_cache.h"
 #include "graph.h"
 #include "plot.h"
+#include "test_support.h"
 #include <stb/stb_image.h>
 
 using namespace petal;
@@ -21,15 +22,6 @@ using namespace petal::cli;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string source_dir() {
-  if (const char* s = std::getenv("PETAL_SOURCE_DIR"); s && *s) return s;
-  return PETAL_SOURCE_DIR;
-}
-std::string flowers_dir() {
-  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return std::string(d) + "/flower_photos";
-  return source_dir() + "/../shared/data/flower_photos";
-}
 
 struct TempDir {
   std::string path;
@@ -43,25 +35,6 @@ struct TempDir {
     fs::remove_all(path, ec);
   }
 };
-
-// The first n photos (sorted) of a class of the real flower set.
-std::vector<std::string> photos(const std::string& cls, size_t n) {
-  std::vector<std::string> v;
-  for (auto& e : fs::directory_iterator(flowers_dir() + "/" + cls)) v.push_back(e.path().string());
-  std::sort(v.begin(), v.end());
-  if (v.size() > n) v.resize(n);
-  return v;
-}
-
-void write(const std::string& path, const std::string& data) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << data;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
 
 }  // namespace
 
@@ -89,12 +62,12 @@ TEST(DatasetSplit, NumpyShuffleMatchesNumpy) {
 // The whole Keras split of the real flower folder against Keras's own algorithm run by numpy
 // (index_directory + RandomState shuffles + the last int(0.2·n)), when numpy is installed.
 TEST(DatasetSplit, FlowerSplitMatchesKerasWithNumpy) {
-  ASSERT_TRUE(fs::is_directory(flowers_dir())) << "missing " << flowers_dir() << ": set PETAL_DATA to the shared data folder";
+  ASSERT_TRUE(fs::is_directory(test::flowers_dir())) << "missing " << test::flowers_dir() << ": set PETAL_DATA to the shared data folder";
   if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0)
     GTEST_SKIP() << "numpy is not installed (apt-get install python3-numpy); NumpyShuffleMatchesNumpy still checks the shuffle";
   TempDir tmp;
   const std::string script = tmp.path + "/keras_split.py", out = tmp.path + "/split.txt";
-  write(script, R"(import os, sys, numpy as np
+  test::write_text(script, R"(import os, sys, numpy as np
 d, seed, split = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 subdirs = sorted(s for s in os.listdir(d) if os.path.isdir(os.path.join(d, s)))
 paths, labels = [], []
@@ -111,7 +84,7 @@ for p, l in zip(paths, labels): print(p, l)
 print(nv)
 )");
   for (uint32_t seed : {123u, 42u}) {
-    ASSERT_EQ(std::system(("/usr/bin/python3 " + script + " " + flowers_dir() + " " + std::to_string(seed) + " 0.2 > " + out).c_str()), 0);
+    ASSERT_EQ(std::system(("/usr/bin/python3 " + script + " " + test::flowers_dir() + " " + std::to_string(seed) + " 0.2 > " + out).c_str()), 0);
     std::ifstream f(out);
     std::vector<std::pair<std::string, int>> expect;
     std::string line;
@@ -123,7 +96,7 @@ print(nv)
     }
     DatasetOptions o;
     o.seed = seed;
-    Dataset d = index_directory(flowers_dir(), o);
+    Dataset d = index_directory(test::flowers_dir(), o);
     ASSERT_EQ(d.files.size(), expect.size());
     EXPECT_EQ(d.num_validation, nv);
     for (size_t i = 0; i < expect.size(); ++i) {
@@ -139,13 +112,13 @@ TEST(DatasetIndex, ClassesFilesAndSplit) {
   fs::create_directories(root + "/roses/more");
   fs::create_directories(root + "/daisy");
   fs::create_directories(root + "/.hidden");
-  auto daisy = photos("daisy", 5), roses = photos("roses", 3);
+  auto daisy = test::flower_photos("daisy", 5), roses = test::flower_photos("roses", 3);
   for (auto& p : daisy) fs::create_symlink(p, root + "/daisy/" + fs::path(p).filename().string());
   fs::create_symlink(roses[0], root + "/roses/a.JPG");        // extension in capitals
   fs::create_symlink(roses[1], root + "/roses/more/b.jpeg");  // nested folder
   fs::create_symlink(roses[2], root + "/roses/c.png");        // a JPEG named .png still counts (Keras goes by name)
-  write(root + "/roses/README.md", "not a photo\n");
-  write(root + "/top-level.jpg", "");  // outside any class: not part of the data set
+  test::write_text(root + "/roses/README.md", "not a photo\n");
+  test::write_text(root + "/top-level.jpg", "");  // outside any class: not part of the data set
   DatasetOptions o;
   o.validation_split = 0.25;
   o.seed = 7;
@@ -195,13 +168,13 @@ TEST(DatasetIndex, ClearErrors) {
   };
   expect_error(tmp.path + "/nope", "does not exist");
   fs::create_directories(tmp.path + "/flat");
-  fs::create_symlink(photos("daisy", 1)[0], tmp.path + "/flat/x.jpg");
+  fs::create_symlink(test::flower_photos("daisy", 1)[0], tmp.path + "/flat/x.jpg");
   expect_error(tmp.path + "/flat", "no class folders");
   expect_error(tmp.path + "/flat/x.jpg", "is not a folder");
   fs::create_directories(tmp.path + "/withempty/daisy");
   fs::create_directories(tmp.path + "/withempty/empty");
-  fs::create_symlink(photos("daisy", 1)[0], tmp.path + "/withempty/daisy/x.jpg");
-  write(tmp.path + "/withempty/empty/notes.txt", "hello");
+  fs::create_symlink(test::flower_photos("daisy", 1)[0], tmp.path + "/withempty/daisy/x.jpg");
+  test::write_text(tmp.path + "/withempty/empty/notes.txt", "hello");
   expect_error(tmp.path + "/withempty", "withempty/empty' has no images");
   EXPECT_THROW(index_directory(tmp.path + "/withempty/daisy/..", {1.0, 1, true}), Error);  // split must be < 1
 }
@@ -211,8 +184,8 @@ TEST(DatasetIndex, OneImageClassAndTinySplit) {
   const std::string root = tmp.path + "/d";
   fs::create_directories(root + "/a");
   fs::create_directories(root + "/b");
-  fs::create_symlink(photos("daisy", 1)[0], root + "/a/1.jpg");
-  fs::create_symlink(photos("roses", 1)[0], root + "/b/1.jpg");
+  fs::create_symlink(test::flower_photos("daisy", 1)[0], root + "/a/1.jpg");
+  fs::create_symlink(test::flower_photos("roses", 1)[0], root + "/b/1.jpg");
   Dataset d = index_directory(root);  // int(0.2 * 2) = 0: everything is for training
   EXPECT_EQ(d.num_validation, 0u);
   EXPECT_EQ(subset_indices(d, Subset::Training).size(), 2u);
@@ -222,7 +195,7 @@ TEST(DatasetIndex, OneImageClassAndTinySplit) {
 TEST(DatasetFiles, SkipReasons) {
   TempDir tmp;
   const std::string p = tmp.path;
-  write(p + "/empty.jpg", "");
+  test::write_text(p + "/empty.jpg", "");
   fs::create_symlink(p + "/loop.jpg", p + "/loop.jpg");
   fs::create_symlink(p + "/missing.jpg", p + "/dangling.jpg");
   fs::create_directories(p + "/dir.jpg");
@@ -232,13 +205,13 @@ TEST(DatasetFiles, SkipReasons) {
   EXPECT_NE(load_data_file(p + "/dangling.jpg").error.find("broken symlink"), std::string::npos);
   EXPECT_EQ(load_data_file(p + "/dir.jpg").error, "not a regular file");
   EXPECT_EQ(load_data_file(p + "/fifo.jpg").error, "not a regular file");  // never blocks on a FIFO
-  auto real = load_data_file(photos("tulips", 1)[0]);
+  auto real = load_data_file(test::flower_photos("tulips", 1)[0]);
   EXPECT_TRUE(real.error.empty());
   EXPECT_GT(real.bytes.size(), 1000u);
 }
 
 TEST(DatasetFiles, PreprocessingModesAndFlip) {
-  auto f = load_data_file(photos("sunflowers", 1)[0]);
+  auto f = load_data_file(test::flower_photos("sunflowers", 1)[0]);
   ASSERT_TRUE(f.error.empty());
   Preprocessing raw{"raw", 180}, caffe{"caffe", 224};
   std::vector<float> a(180 * 180 * 3), af(a.size()), c(224 * 224 * 3);
@@ -319,7 +292,7 @@ TEST(FeatureCacheFile, AppendReloadTornRecordAndDamage) {
     EXPECT_EQ(r.size(), 0u);
   }
   // A damaged file is set aside, not trusted, not fatal.
-  write(path, "garbage that is not a feature cache");
+  test::write_text(path, "garbage that is not a feature cache");
   {
     FeatureCache c(dir, id, "caffe224-test", dim);
     EXPECT_EQ(c.size(), 0u);
@@ -357,9 +330,7 @@ TEST(Plot, PngsDecodeAndShowWhatWasDrawn) {
 // The cache key of a backbone covers what decides the features, nothing else: dropping the
 // ImageNet classifier (export --no-imagenet) or the input size keeps it; any weight changes it.
 TEST(FeatureCacheKey, BackboneIdCoversTheFeaturesOnly) {
-  std::string path;
-  if (const char* p = std::getenv("PETAL_BACKBONE"); p && *p) path = p;
-  else path = std::string(std::getenv("PETAL_CACHE") ? std::getenv("PETAL_CACHE") : "/var/cache/petal") + "/models/resnet50-imagenet.safetensors";
+  const std::string path = test::backbone_path();
   ASSERT_TRUE(fs::exists(path)) << "missing the backbone " << path << ": run tools/setup.sh (it runs petal import) or set PETAL_BACKBONE";
   Bundle b = load_bundle_file(path);
   const std::string id = backbone_id(b);

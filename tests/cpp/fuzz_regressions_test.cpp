@@ -24,46 +24,13 @@
 #include "image.h"
 #include "image_writers.h"
 #include "keras_import.h"
+#include "test_support.h"
 
 using namespace petal;
 using nlohmann::json;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
-
-std::string data_dir() {
-  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return d;
-  if (const char* s = std::getenv("PETAL_SOURCE_DIR")) return std::string(s) + "/../shared/data";
-  return std::string(PETAL_SOURCE_DIR) + "/../shared/data";
-}
-
-Bytes read(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-const Bytes& photo() {
-  static const Bytes b = read(data_dir() + "/flower_photos/daisy/5512287917_9f5d3f0f98_n.jpg");
-  return b;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("NOT A petal::Error: ") + e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_ERROR_HAS(stmt, text)                                        \
-  do {                                                                      \
-    const std::string _m = error_of([&] { stmt; });                         \
-    EXPECT_NE(_m.find(text), std::string::npos) << "message: " << _m;       \
-    EXPECT_EQ(_m.find('\n'), std::string::npos) << "not one line: " << _m; \
-  } while (0)
 
 // A DHT segment with one table whose 16 code counts are `counts` (values follow).
 Bytes dht(const std::vector<int>& counts, int table_class_id = 0x00) {
@@ -130,14 +97,14 @@ struct Tiny {
 }  // namespace
 
 TEST(FuzzRegressions, JpegHuffmanTableWithTooManyCodes) {
-  ASSERT_FALSE(photo().empty()) << "missing the flower photos (PETAL_DATA)";
+  ASSERT_FALSE(test::photo().empty()) << "missing the flower photos (PETAL_DATA)";
   const std::vector<int> too_many(16, 255);  // 4080 codes; a table holds 256
   // Before the frame header (where stb_image's probe reads it too) ...
-  const Bytes early = imgtest::insert_segment(photo(), dht(too_many));
+  const Bytes early = imgtest::insert_segment(test::photo(), dht(too_many));
   EXPECT_ERROR_HAS(probe_image(early.data(), early.size()), "Huffman table");
   EXPECT_ERROR_HAS(decode_image(early.data(), early.size()), "Huffman table");
   // ... after the scan, where a progressive JPEG keeps its later tables ...
-  const Bytes late = before_eoi(photo(), dht(too_many, 0x11));
+  const Bytes late = before_eoi(test::photo(), dht(too_many, 0x11));
   EXPECT_ERROR_HAS(decode_image(late.data(), late.size()), "Huffman table");
   // ... with fill bytes and a restart marker in the way, and one code too many (257).
   std::vector<int> c257(16, 0);
@@ -146,26 +113,26 @@ TEST(FuzzRegressions, JpegHuffmanTableWithTooManyCodes) {
   Bytes hidden = {0xFF, 0xD0, 0x12, 0xFF, 0xFF};
   const Bytes seg = dht(c257, 0x10);
   hidden.insert(hidden.end(), seg.begin() + 1, seg.end());
-  const Bytes late257 = before_eoi(photo(), hidden);
+  const Bytes late257 = before_eoi(test::photo(), hidden);
   EXPECT_ERROR_HAS(decode_image(late257.data(), late257.size()), "Huffman table");
   // 256 codes is allowed (the table is full, not overrun): the photo still decodes.
   std::vector<int> c256(16, 0);
   c256[15] = 255;
   c256[14] = 1;
-  const Bytes ok = before_eoi(photo(), dht(c256, 0x11));
-  const std::string m = error_of([&] { decode_image(ok.data(), ok.size()); });
+  const Bytes ok = before_eoi(test::photo(), dht(c256, 0x11));
+  const std::string m = test::error_of([&] { decode_image(ok.data(), ok.size()); });
   EXPECT_EQ(m.find("Huffman table"), std::string::npos) << m;
 }
 
 // The Huffman check must not refuse real photos: every photo of the data set probes fine.
 TEST(FuzzRegressions, HuffmanCheckAcceptsEveryRealPhoto) {
-  const std::filesystem::path dir = data_dir() + "/flower_photos";
+  const std::filesystem::path dir = test::flowers_dir();
   ASSERT_TRUE(std::filesystem::exists(dir)) << "missing " << dir;
   size_t n = 0;
   for (auto& e : std::filesystem::recursive_directory_iterator(dir)) {
     if (e.path().extension() != ".jpg") continue;
-    const Bytes b = read(e.path().string());
-    const std::string m = error_of([&] { probe_image(b.data(), b.size()); });
+    const Bytes b = test::read_bytes(e.path().string());
+    const std::string m = test::error_of([&] { probe_image(b.data(), b.size()); });
     EXPECT_EQ(m, "(no error)") << e.path();
     ++n;
   }
@@ -276,7 +243,7 @@ TEST(FuzzRegressions, TinyBundlesAreNotReadPastTheirEnd) {
     b[0] = 2;  // header length 2
     if (n > 8) b[8] = '{';
     if (n > 9) b[9] = '}';
-    const std::string m = error_of([&] { read_bundle(b.get(), n); });
+    const std::string m = test::error_of([&] { read_bundle(b.get(), n); });
     if (n < 10) EXPECT_NE(m.find("not a model bundle"), std::string::npos) << m;
   }
 }

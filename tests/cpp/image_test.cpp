@@ -11,51 +11,12 @@
 #include "error.h"
 #include "image.h"
 #include "image_writers.h"
+#include "test_support.h"
 
 using namespace petal;
 using namespace petal::imgtest;
 
 namespace {
-
-std::string data_dir() {
-  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return d;
-  if (const char* s = std::getenv("PETAL_SOURCE_DIR")) return std::string(s) + "/../shared/data";
-  return std::string(PETAL_SOURCE_DIR) + "/../shared/data";
-}
-
-Bytes read(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-}
-
-// A real photo without EXIF, wider than high (so a transpose shows).
-const Bytes& photo() {
-  static const Bytes b = [] {
-    const std::string p = data_dir() + "/flower_photos/daisy/5512287917_9f5d3f0f98_n.jpg";
-    Bytes r = read(p);
-    if (r.empty()) ADD_FAILURE() << "missing " << p << " (set PETAL_DATA to the folder holding flower_photos/)";
-    return r;
-  }();
-  return b;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("NOT A petal::Error: ") + e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_ERROR_HAS(stmt, text)                                        \
-  do {                                                                      \
-    const std::string _m = error_of([&] { stmt; });                         \
-    EXPECT_NE(_m.find(text), std::string::npos) << "message: " << _m;       \
-    EXPECT_EQ(_m.find('\n'), std::string::npos) << "not one line: " << _m; \
-  } while (0)
 
 double mean_abs_diff(const Image& a, const Image& b) {
   double s = 0;
@@ -66,12 +27,12 @@ double mean_abs_diff(const Image& a, const Image& b) {
 }  // namespace
 
 TEST(Image, DecodesJpegPngBmpGifOfARealPhoto) {
-  ASSERT_FALSE(photo().empty());
-  const ImageInfo info = probe_image(photo().data(), photo().size());
+  ASSERT_FALSE(test::photo().empty());
+  const ImageInfo info = probe_image(test::photo().data(), test::photo().size());
   EXPECT_EQ(info.format, "jpeg");
   EXPECT_EQ(info.width, 320);
   EXPECT_EQ(info.height, 242);
-  const Image img = decode_image(photo().data(), photo().size());
+  const Image img = decode_image(test::photo().data(), test::photo().size());
   ASSERT_EQ(img.width, 320);
   ASSERT_EQ(img.height, 242);
   ASSERT_EQ(img.rgb.size(), size_t(320 * 242 * 3));
@@ -102,9 +63,9 @@ TEST(Image, DecodesJpegPngBmpGifOfARealPhoto) {
 // EXIF orientation: the stored image's row 0 / column 0 are shown at these sides
 // (EXIF 2.3, tag 0x0112). Written from the specification's table, not from the engine's code.
 TEST(Image, ExifOrientationsOneToEight) {
-  ASSERT_FALSE(photo().empty());
-  ASSERT_EQ(exif_orientation(photo().data(), photo().size()), 1) << "the test photo should carry no EXIF";
-  const Image stored = decode_image(photo().data(), photo().size());
+  ASSERT_FALSE(test::photo().empty());
+  ASSERT_EQ(exif_orientation(test::photo().data(), test::photo().size()), 1) << "the test photo should carry no EXIF";
+  const Image stored = decode_image(test::photo().data(), test::photo().size());
   const int W = stored.width, H = stored.height;
   ASSERT_NE(W, H);
   enum Side { Top, Bottom, Left, Right };
@@ -114,7 +75,7 @@ TEST(Image, ExifOrientationsOneToEight) {
   for (int o = 1; o <= 8; ++o)
     for (bool be : {false, true}) {
       SCOPED_TRACE("orientation " + std::to_string(o) + (be ? " (big-endian)" : " (little-endian)"));
-      const Bytes b = insert_segment(photo(), exif_segment(o, be));
+      const Bytes b = insert_segment(test::photo(), exif_segment(o, be));
       EXPECT_EQ(exif_orientation(b.data(), b.size()), o);
       const Image shown = decode_image(b.data(), b.size());
       const bool transposed = table[o].row0 == Left || table[o].row0 == Right;
@@ -139,15 +100,15 @@ TEST(Image, ExifOrientationsOneToEight) {
 
 TEST(Image, ExifWithoutOrientationOrOutOfRangeMeansUpright) {
   // Real photos of the data set whose EXIF has no orientation tag.
-  const std::string p = data_dir() + "/flower_photos/dandelion/12998979765_3de89e7195_n.jpg";
-  const Bytes real = read(p);
+  const std::string p = test::flowers_dir() + "/dandelion/12998979765_3de89e7195_n.jpg";
+  const Bytes real = test::read_bytes(p);
   ASSERT_FALSE(real.empty()) << "missing " << p;
   EXPECT_EQ(exif_orientation(real.data(), real.size()), 1);
   const Image d = decode_image(real.data(), real.size());
   EXPECT_EQ(d.width, 320);
   EXPECT_EQ(d.height, 213);
   for (int bad : {0, 9, 0xFFFF}) {
-    const Bytes b = insert_segment(photo(), exif_segment(bad, false));
+    const Bytes b = insert_segment(test::photo(), exif_segment(bad, false));
     EXPECT_EQ(exif_orientation(b.data(), b.size()), 1) << bad;
   }
   // An EXIF segment cut short (its length field saying so) is read only as far as it goes: the
@@ -158,17 +119,17 @@ TEST(Image, ExifWithoutOrientationOrOutOfRangeMeansUpright) {
     Bytes cut(seg.begin(), seg.begin() + long(n));
     cut[2] = uint8_t((n - 2) >> 8);
     cut[3] = uint8_t(n - 2);
-    const Bytes b = insert_segment(photo(), cut);
+    const Bytes b = insert_segment(test::photo(), cut);
     EXPECT_EQ(exif_orientation(b.data(), b.size()), n >= 32 ? 6 : 1) << n;
   }
 }
 
 TEST(Image, TruncatedFilesAreRefused) {
-  ASSERT_FALSE(photo().empty());
-  const Bytes& j = photo();
+  ASSERT_FALSE(test::photo().empty());
+  const Bytes& j = test::photo();
   for (size_t n : {size_t(2), size_t(3), size_t(100), j.size() / 2, j.size() - 2}) {
     SCOPED_TRACE("JPEG cut to " + std::to_string(n) + " bytes");
-    const std::string m = error_of([&] { decode_image(j.data(), n); });
+    const std::string m = test::error_of([&] { decode_image(j.data(), n); });
     EXPECT_TRUE(m.find("truncated") != std::string::npos || m.find("damaged") != std::string::npos ||
                 m.find("not a supported image") != std::string::npos)
         << m;

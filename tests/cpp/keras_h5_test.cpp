@@ -18,39 +18,13 @@
 #include "error.h"
 #include "keras_h5_writer.h"
 #include "keras_import.h"
+#include "test_support.h"
 
 using namespace petal;
 using namespace petal::h5test;
 using nlohmann::json;
 
 namespace {
-
-std::string source_dir() {
-  if (const char* s = std::getenv("PETAL_SOURCE_DIR")) return s;
-  return PETAL_SOURCE_DIR;
-}
-std::string data_dir() {
-  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return d;
-  return source_dir() + "/../shared/data";
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("NOT A petal::Error: ") + e.what();
-  }
-  return "(no error)";
-}
-
-#define EXPECT_ERROR_HAS(stmt, text)                                                     \
-  do {                                                                                   \
-    const std::string _m = error_of([&] { stmt; });                                      \
-    EXPECT_NE(_m.find(text), std::string::npos) << "message: " << _m;                    \
-    EXPECT_EQ(_m.find('\n'), std::string::npos) << "not one line: " << _m;              \
-  } while (0)
 
 class KerasH5 : public ::testing::Test {
  protected:
@@ -165,7 +139,7 @@ TEST_F(KerasH5, NotopKeras1NamesGivesGoldenFeatures) {
   expect_same_tensors(m.tensors, want_tensors);
 
   // Features of two golden inputs through the XNNPACK backbone built from the h5 import.
-  const std::string golden = data_dir() + "/golden";
+  const std::string golden = test::data_dir() + "/golden";
   auto in = slurp(golden + "/inputs_224.f32"), feats = slurp(golden + "/features.f32");
   ASSERT_GE(in.size(), size_t(2 * 224 * 224 * 3 * 4)) << "missing " << golden << "/inputs_224.f32";
   ASSERT_GE(feats.size(), size_t(2 * 2048 * 4));
@@ -221,7 +195,7 @@ TEST_F(KerasH5, Keras2019NamingFoldsWithItsEpsilon) {
   }
   EXPECT_EQ(convs, 54u);  // 53 convolutions and the classifier
   // Same features from both graphs (the Add inputs come in the other order).
-  auto in = slurp(data_dir() + "/golden/inputs_224.f32");
+  auto in = slurp(test::data_dir() + "/golden/inputs_224.f32");
   ASSERT_GE(in.size(), size_t(224 * 224 * 3 * 4));
   std::vector<float> fa(2048), fb(2048);
   Bundle ba = make_backbone_bundle(m, {}), bb = make_backbone_bundle(ref, {});
@@ -245,7 +219,7 @@ TEST_F(KerasH5, RefusesFilesThatAreNotHdf5) {
   EXPECT_ERROR_HAS(import_keras_h5(empty), "empty (0 bytes)");
   EXPECT_ERROR_HAS(import_keras_h5(path("does-not-exist.h5")), "cannot open");
   // A real photo renamed .h5
-  const std::string dir = data_dir() + "/flower_photos/daisy";
+  const std::string dir = test::data_dir() + "/flower_photos/daisy";
   ASSERT_TRUE(std::filesystem::exists(dir)) << "missing " << dir;
   auto jpeg = slurp(std::filesystem::directory_iterator(dir)->path().string());
   EXPECT_ERROR_HAS(import_keras_h5_bytes(jpeg.data(), jpeg.size()), "is not an HDF5 file");

@@ -14,59 +14,12 @@
 #include "image.h"
 #include "image_writers.h"
 #include "petal_limits.h"
+#include "test_support.h"
 
 using namespace petal;
 using namespace petal::imgtest;
 
 namespace {
-
-std::string data_dir() {
-  if (const char* d = std::getenv("PETAL_DATA"); d && *d) return d;
-  if (const char* s = std::getenv("PETAL_SOURCE_DIR")) return std::string(s) + "/../shared/data";
-  return std::string(PETAL_SOURCE_DIR) + "/../shared/data";
-}
-
-const Bytes& photo() {
-  static const Bytes b = [] {
-    const std::string p = data_dir() + "/flower_photos/daisy/5512287917_9f5d3f0f98_n.jpg";
-    std::ifstream f(p, std::ios::binary);
-    Bytes r((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (r.empty()) ADD_FAILURE() << "missing " << p << " (set PETAL_DATA to the folder holding flower_photos/)";
-    return r;
-  }();
-  return b;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    return std::string("NOT A petal::Error: ") + e.what();
-  }
-  return "(no error)";
-}
-
-bool valid_utf8(const std::string& s) {
-  for (size_t i = 0; i < s.size();) {
-    const uint8_t c = uint8_t(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k)
-      if ((uint8_t(s[i + k]) >> 6) != 2) return false;
-    i += n;
-  }
-  return true;
-}
-
-#define EXPECT_ERROR_HAS(stmt, text)                                        \
-  do {                                                                      \
-    const std::string _m = error_of([&] { stmt; });                         \
-    EXPECT_NE(_m.find(text), std::string::npos) << "message: " << _m;       \
-    EXPECT_EQ(_m.find('\n'), std::string::npos) << "not one line: " << _m; \
-    EXPECT_TRUE(valid_utf8(_m)) << "not UTF-8: " << _m;                     \
-  } while (0)
 
 Image tile(const Image& src, int w, int h) {  // a w×h image tiled from a real photo
   Image r;
@@ -86,13 +39,13 @@ Image tile(const Image& src, int w, int h) {  // a w×h image tiled from a real 
 // kMaxImagePixels = 50,000,000: 10000×5000 is exactly at the limit.
 TEST(Limits, ImagePixels) {
   static_assert(limits::kMaxImagePixels == 50'000'000, "update the sizes below");
-  ASSERT_FALSE(photo().empty());
+  ASSERT_FALSE(test::photo().empty());
   // Header-only: a real JPEG whose frame header says 10000×5000 / 10000×5001 / 5001×10000.
-  const ImageInfo at = [&] { auto b = with_jpeg_size(photo(), 10000, 5000); return probe_image(b.data(), b.size()); }();
+  const ImageInfo at = [&] { auto b = with_jpeg_size(test::photo(), 10000, 5000); return probe_image(b.data(), b.size()); }();
   EXPECT_EQ(at.width, 10000);
   EXPECT_EQ(at.height, 5000);
   for (auto [w, h] : {std::pair{10000, 5001}, std::pair{5001, 10000}, std::pair{7072, 7071}}) {
-    const Bytes b = with_jpeg_size(photo(), w, h);
+    const Bytes b = with_jpeg_size(test::photo(), w, h);
     const std::string size = std::to_string(w) + "x" + std::to_string(h);
     EXPECT_ERROR_HAS(probe_image(b.data(), b.size()), "the image is " + size + " (50.01 megapixels)");
     EXPECT_ERROR_HAS(decode_image(b.data(), b.size()), "the limit is 50 megapixels");
@@ -101,7 +54,7 @@ TEST(Limits, ImagePixels) {
   const Bytes png = png_header(30000, 30000);
   EXPECT_ERROR_HAS(decode_image(png.data(), png.size()), "the image is 30000x30000 (900.00 megapixels); the limit is 50 megapixels");
   // A real 10000×5000 JPEG decodes.
-  const Image src = decode_image(photo().data(), photo().size());
+  const Image src = decode_image(test::photo().data(), test::photo().size());
   const Bytes big = encode_jpeg(tile(src, 10000, 5000), 40);
   const Image d = decode_image(big.data(), big.size());
   EXPECT_EQ(d.width, 10000);
@@ -112,8 +65,8 @@ TEST(Limits, ImagePixels) {
 // kMaxImageSide = 65536 pixels.
 TEST(Limits, ImageSide) {
   static_assert(limits::kMaxImageSide == 65536, "update the sizes below");
-  ASSERT_FALSE(photo().empty());
-  const Image src = decode_image(photo().data(), photo().size());
+  ASSERT_FALSE(test::photo().empty());
+  const Image src = decode_image(test::photo().data(), test::photo().size());
   for (auto [w, h] : {std::pair{65536, 2}, std::pair{2, 65536}}) {
     const Bytes png = encode_png(tile(src, w, h));
     const Image d = decode_image(png.data(), png.size());
@@ -131,8 +84,8 @@ TEST(Limits, ImageSide) {
 // kMaxImageBytes = 64 MiB: a real JPEG padded after its end-of-image marker.
 TEST(Limits, ImageFileBytes) {
   static_assert(limits::kMaxImageBytes == 64u << 20, "update the message below");
-  ASSERT_FALSE(photo().empty());
-  Bytes b = photo();
+  ASSERT_FALSE(test::photo().empty());
+  Bytes b = test::photo();
   b.resize(limits::kMaxImageBytes, 0);
   const Image d = decode_image(b.data(), b.size());
   EXPECT_EQ(d.width, 320);
