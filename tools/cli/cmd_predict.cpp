@@ -1,46 +1,17 @@
-// petal features / petal predict: photos → pooled features, or → classes.
+// petal predict: photos → classes (a trained head's, or ImageNet's), optionally with heatmaps.
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "common.h"
 #include "error.h"
+#include "photo_features.h"
 #include "plot.h"
 
 namespace petal::cli {
 using nlohmann::json;
 
 namespace {
-
-struct Analysed {
-  std::vector<float> features, logits;
-  std::string error;
-};
-
-// Run `one` on each image with a progress bar; bad images get their error, the rest go on.
-std::vector<Analysed> for_each_image(const std::vector<std::string>& images, const char* what,
-                                     const std::function<void(const std::vector<uint8_t>&, size_t, Analysed&)>& one) {
-  std::vector<Analysed> out(images.size());
-  Progress bar(what, images.size());
-  for (size_t i = 0; i < images.size(); ++i) {
-    try {
-      one(read_file(images[i]), i, out[i]);
-    } catch (const Error& e) {
-      out[i].error = e.what();
-      std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());
-    }
-    if (images.size() > 1) bar.update(i + 1);
-  }
-  if (images.size() > 1) bar.finish();
-  return out;
-}
-
-// Each image through the backbone.
-std::vector<Analysed> analyse(Engine& engine, const std::vector<std::string>& images, bool want_logits) {
-  return for_each_image(images, "features", [&](const std::vector<uint8_t>& bytes, size_t, Analysed& a) {
-    a.features = engine.features_of_bytes(bytes.data(), bytes.size(), false, want_logits ? &a.logits : nullptr);
-  });
-}
 
 // Like analyse, and each photo's heatmap drawn to `where` (the PNG for one photo, a folder for several).
 std::vector<Analysed> draw_heatmaps(Engine& engine, const std::vector<std::string>& images, const std::string& where, int k) {
@@ -68,39 +39,6 @@ json predictions_json(const std::vector<Prediction>& ps) {
 }
 
 }  // namespace
-
-void register_features(CLI::App& app) {
-  auto* cmd = app.add_subcommand("features", "Print the backbone's pooled features of photos");
-  static std::vector<std::string> images;
-  static std::string model;
-  static bool as_json = false;
-  static int threads = 0;
-  cmd->add_option("images", images, "image files (JPEG, PNG, BMP, GIF)")->required();
-  cmd->add_option("--model", model, "model bundle (default: the imported ResNet-50 backbone)");
-  cmd->add_flag("--json", as_json, "print one JSON document");
-  cmd->add_option("--threads", threads, "threads (default: all cores)");
-  cmd->callback([] {
-    Engine engine(load_model(model.empty() ? default_backbone_path() : model), size_t(threads));
-    auto res = analyse(engine, images, false);
-    bool failed = false;
-    json doc = {{"feature_dim", engine.feature_dim()}, {"images", json::array()}};
-    for (size_t i = 0; i < images.size(); ++i) {
-      failed |= !res[i].error.empty();
-      if (as_json) {
-        json e = {{"file", images[i]}};
-        if (res[i].error.empty()) e["features"] = res[i].features;
-        else e["error"] = res[i].error;
-        doc["images"].push_back(e);
-      } else if (res[i].error.empty()) {
-        std::printf("%s", images[i].c_str());
-        for (float f : res[i].features) std::printf(" %.6g", f);
-        std::printf("\n");
-      }
-    }
-    if (as_json) std::printf("%s\n", doc.dump().c_str());
-    if (failed) throw Error("some images could not be read (see above)");
-  });
-}
 
 void register_predict(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict", "Classify photos (default: the shipped flowers model; ImageNet classes with --model BACKBONE)");

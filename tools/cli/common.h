@@ -17,7 +17,7 @@ namespace petal::cli {
 // Each command file (cmd_<command>.cpp) defines one of these; main.cpp calls them all, in this order
 // (the order of `petal --help`).
 void register_import(CLI::App& app);
-void register_features(CLI::App& app);  // cmd_predict.cpp: features, predict
+void register_features(CLI::App& app);
 void register_predict(CLI::App& app);
 void register_grid(CLI::App& app);
 void register_extract(CLI::App& app);
