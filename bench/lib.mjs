@@ -2,13 +2,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const dataDir = process.env.PETAL_DATA || path.resolve(repoRoot, '../shared/data');
-export const backbonePath = process.env.PETAL_BACKBONE || '/var/cache/petal/models/resnet50-imagenet.safetensors';
-export const petalCli = process.env.PETAL_CLI || path.join(repoRoot, 'build/native/tools/petal');
-export const engineDir = process.env.PETAL_ENGINE_DIR || path.join(repoRoot, 'web/engine');  // the wasm builds
+import { repoRoot, dataDir } from '../tools/paths.mjs';
+
+export { repoRoot, dataDir, cacheDir, backbonePath, petalCli, engineDir } from '../tools/paths.mjs';
+export { readF32, maxAbsDiff, maxAbs } from '../tools/tensors.mjs';
 export const benchDir = path.join(repoRoot, 'build/bench');  // git-ignored: exported ONNX, copies to serve
 
 export function need(p, how) {
@@ -34,22 +32,6 @@ export function stats(v) {
 export function machine() {
   const cpus = os.cpus();
   return { cpu: cpus[0]?.model.trim(), cores: cpus.length, node: process.version, loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100) };
-}
-
-export function maxAbsDiff(a, b) {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-export function maxAbs(a) {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-
-export function readF32(p) {
-  const b = fs.readFileSync(p);
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
 // Photos of the flower set: `n` spread evenly over the sorted list of all of them.

@@ -5,11 +5,11 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startServer } from '../../web/server.mjs';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const dataDir = process.env.PETAL_DATA || path.resolve(repoRoot, '../shared/data');
+import { repoRoot, dataDir } from '../../tools/paths.mjs';
+
+export { repoRoot, dataDir } from '../../tools/paths.mjs';
 export const photosDir = path.join(dataDir, 'flower_photos');
 export const shotsDir = path.join(repoRoot, 'test-results', 'screenshots');
 fs.mkdirSync(shotsDir, { recursive: true });
