@@ -207,7 +207,7 @@ class JsEngine {
       opt.estimate_folds = int(num("estimateFolds", opt.estimate_folds));
       const Lesson lesson{f.data(), nullptr, &names, names.size(), dim};
       val history = val::array();
-      auto r = petal::teach(engine_->teach_base(), lesson, opt, [&](const EpochStats& s) {
+      auto r = engine_->teach(lesson, opt, [&](const EpochStats& s) {
         val o = val::object();
         o.set("epoch", s.epoch);
         o.set("epochs", opt.epochs);
@@ -219,8 +219,7 @@ class JsEngine {
         return !on_epoch(o).isFalse();
       }, [&](size_t done, size_t total) {
         if (!on_progress.isUndefined() && !on_progress.isNull()) on_progress(double(done), double(total));
-      }, engine_->pool());
-      engine_->set_head(std::move(r.head), r.class_names);
+      });
       val estimates = val::array();
       for (auto& e : r.estimates) {
         val o = val::object();
@@ -298,6 +297,10 @@ val probeImage(val image_bytes) {
   });
 }
 
+// "" or what is wrong with a new class name beside the model's and the page's classes
+// (class_name_problem, wasm/engine.h: the rule's one home).
+std::string classNameProblem(std::string name, val others) { return class_name_problem(name, strings_of(others)); }
+
 // Decode (EXIF applied) to an RGBA thumbnail: {width, height, rgba: Uint8Array}.
 val thumbnailOf(val image_bytes, int max_side) {
   return guarded([&] {
@@ -322,7 +325,8 @@ val thumbnailOf(val image_bytes, int max_side) {
 // decoded, resized to height × width, caffe-preprocessed; Float32Array of height × width × 3 (NHWC).
 val inputOf(val image_bytes, int height, int width) {
   return guarded([&] {
-    if (height < 32 || width < 32 || height > 1024 || width > 1024) throw Error("the input size must be 32 to 1024 pixels");
+    if (!limits::input_side_ok(height) || !limits::input_side_ok(width))
+      throw Error("the input size must be " + std::to_string(limits::kMinInputSide) + " to " + std::to_string(limits::kMaxInputSide) + " pixels");
     auto bytes = bytes_of(image_bytes);
     return typed_copy(image_to_input(bytes.data(), bytes.size(), height, width), "Float32Array");
   });
@@ -344,6 +348,8 @@ val limits_js() {
   o.set("maxImagePixels", double(petal::limits::kMaxImagePixels));
   o.set("maxImageBytes", double(petal::limits::kMaxImageBytes));
   o.set("maxImageSide", double(petal::limits::kMaxImageSide));
+  o.set("minInputSide", double(petal::limits::kMinInputSide));
+  o.set("maxInputSide", double(petal::limits::kMaxInputSide));
   o.set("maxClasses", double(petal::limits::kMaxClasses));
   o.set("maxClassNameBytes", double(petal::limits::kMaxClassNameBytes));
   o.set("maxTrainExamples", double(petal::limits::kMaxTrainExamples));
@@ -377,6 +383,7 @@ EMSCRIPTEN_BINDINGS(petal) {
       .function("bankRows", &JsEngine::bankRows);
   emscripten::function("probeImage", &probeImage);
   emscripten::function("thumbnailOf", &thumbnailOf);
+  emscripten::function("classNameProblem", &classNameProblem);
   emscripten::function("inputOf", &inputOf);
   emscripten::function("threadsBuild", &threadsBuild);
   emscripten::function("limits", &limits_js);

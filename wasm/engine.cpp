@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -15,19 +16,35 @@
 namespace petal {
 using nlohmann::json;
 
+namespace {
+// Class names compare without regard to ASCII case: "Roses" and "roses" are one class to a reader.
+bool same_class_name(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+}  // namespace
+
+std::string class_name_problem(const std::string& name, const std::vector<std::string>& others) {
+  if (name.empty()) return "a class name cannot be empty";
+  if (name.size() > limits::kMaxClassNameBytes) {
+    size_t cut = 20;  // quote the start of the name without splitting a UTF-8 character
+    while (cut > 0 && (uint8_t(name[cut]) & 0xC0) == 0x80) --cut;
+    return "class name '" + name.substr(0, cut) + "…' is longer than " + std::to_string(limits::kMaxClassNameBytes) + " bytes";
+  }
+  for (auto& o : others)
+    if (same_class_name(name, o)) return "there is already a class '" + o + "'";
+  return "";
+}
+
 void validate_class_names(const std::vector<std::string>& names) {
   if (names.size() < 2) throw Error("a classifier needs at least 2 classes, got " + std::to_string(names.size()));
   if (names.size() > limits::kMaxClasses)
     throw Error("too many classes (" + std::to_string(names.size()) + "); the limit is " + std::to_string(limits::kMaxClasses));
-  std::set<std::string> seen;
-  for (auto& n : names) {
-    if (n.empty()) throw Error("a class name is empty");
-    if (n.size() > limits::kMaxClassNameBytes) {
-      size_t cut = 20;  // quote the start of the name without splitting a UTF-8 character
-      while (cut > 0 && (uint8_t(n[cut]) & 0xC0) == 0x80) --cut;
-      throw Error("class name '" + n.substr(0, cut) + "…' is longer than " + std::to_string(limits::kMaxClassNameBytes) + " bytes");
-    }
-    if (!seen.insert(n).second) throw Error("class name '" + n + "' appears twice");
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string why = class_name_problem(names[i], {names.begin(), names.begin() + i});
+    if (!why.empty()) throw Error(why);
   }
 }
 
@@ -49,8 +66,9 @@ Graph bundle_graph(const Bundle& bundle) {
   if (auto is = bundle.metadata.find("input_size"); is != bundle.metadata.end()) {
     int h = 0, w = 0;
     char x = 0, rest = 0;
-    if (std::sscanf(is->second.c_str(), "%d%c%d%c", &h, &x, &w, &rest) != 3 || x != 'x' || h < 32 || w < 32 || h > 1024 || w > 1024)
-      throw Error("the model bundle's input_size '" + is->second + "' is not HEIGHTxWIDTH between 32 and 1024");
+    if (std::sscanf(is->second.c_str(), "%d%c%d%c", &h, &x, &w, &rest) != 3 || x != 'x' || !limits::input_side_ok(h) || !limits::input_side_ok(w))
+      throw Error("the model bundle's input_size '" + is->second + "' is not HEIGHTxWIDTH between " +
+                  std::to_string(limits::kMinInputSide) + " and " + std::to_string(limits::kMaxInputSide));
     g.input_h = h;
     g.input_w = w;
   }
@@ -141,6 +159,14 @@ void Engine::import_head(const Bundle& b) {
 
 TeachBase Engine::teach_base() const {
   return {has_head() ? &head_ : nullptr, &class_names_, bank_features_.data(), bank_labels_.data(), bank_labels_.size()};
+}
+
+TeachResult Engine::teach(const Lesson& lesson, const TeachOptions& opt,
+                          const std::function<bool(const EpochStats&)>& on_epoch,
+                          const std::function<void(size_t, size_t)>& on_progress) {
+  TeachResult r = petal::teach(teach_base(), lesson, opt, on_epoch, on_progress, pool());
+  set_head(r.head, r.class_names);
+  return r;
 }
 
 std::vector<float> Engine::features_of_inputs(const float* inputs, size_t n, std::vector<float>* logits) {

@@ -87,6 +87,11 @@ class Engine {
 
   // The model as teach() starts from it (wasm/teach.h): head, class names and bank.
   TeachBase teach_base() const;
+  // Teach the current model the lesson (teach(), wasm/teach.h: every rule of teaching lives there)
+  // and take its head and class names. The page's *Train* is this call.
+  TeachResult teach(const Lesson& lesson, const TeachOptions& opt,
+                    const std::function<bool(const EpochStats&)>& on_epoch = {},
+                    const std::function<void(size_t, size_t)>& on_progress = {});
 
  private:
   Bundle backbone_tensors_;  // backbone weights and metadata as loaded
@@ -99,7 +104,11 @@ class Engine {
   void load_head_and_bank(const Bundle& bundle);  // the checks shared by the constructor and import_head
 };
 
-// Head-only bundle helpers (class names validated: non-empty, unique, at most kMaxClassNameBytes).
+// The class-name rule, its one home: a name is non-empty, at most kMaxClassNameBytes of UTF-8, and
+// not one of `others` ignoring ASCII case. Returns "" or, for people, what is wrong. The page asks
+// it (Embind classNameProblem) before it adds a class; the CLI, teach() and bundles go through
+// validate_class_names (2..kMaxClasses names, each passing against the ones before it).
+std::string class_name_problem(const std::string& name, const std::vector<std::string>& others);
 void validate_class_names(const std::vector<std::string>& names);
 std::vector<std::string> parse_class_names(const std::string& json_array);
 std::string class_names_json(const std::vector<std::string>& names);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "petal_limits.h"
 
 namespace petal {
 using nlohmann::json;
@@ -95,9 +96,10 @@ Graph Graph::from_json(const std::string& text) {
 }
 
 void Graph::validate() const {
-  if (input_h < 32 || input_h > 1024 || input_w < 32 || input_w > 1024 || input_c != 3)
+  if (!limits::input_side_ok(input_h) || !limits::input_side_ok(input_w) || input_c != 3)
     throw Error("the model's input size is invalid (" + std::to_string(input_h) + "x" + std::to_string(input_w) + "x" +
-                std::to_string(input_c) + "; Petal runs 32..1024 pixels a side, 3 channels)");
+                std::to_string(input_c) + "; Petal runs " + std::to_string(limits::kMinInputSide) + ".." +
+                std::to_string(limits::kMaxInputSide) + " pixels a side, 3 channels)");
   if (ops.empty()) throw Error("the model's graph has no operations");
   struct Shape { int64_t h, w, c; bool vec; };
   std::map<std::string, Shape> vals{{"input", {input_h, input_w, input_c, false}}};

@@ -13,6 +13,12 @@ constexpr uint64_t kMaxImagePixels = 50'000'000;
 constexpr size_t kMaxImageBytes = 64u << 20;
 // Largest side of an image, in pixels (stb_image's own limit is 1 << 24).
 constexpr uint32_t kMaxImageSide = 1u << 16;
+// Smallest and largest side of the backbone's input, in pixels (a model's input_size, `petal
+// train --image-size`, `petal preprocess`, inputOf in the page): ResNet-50's five stride-2 steps
+// need 32 to leave a 1×1 map; 1024 is the largest size Petal is built and tested for.
+constexpr int kMinInputSide = 32;
+constexpr int kMaxInputSide = 1024;
+constexpr bool input_side_ok(int side) { return side >= kMinInputSide && side <= kMaxInputSide; }
 // Largest number of classes a head may have.
 constexpr size_t kMaxClasses = 1000;
 // Longest class name, in bytes of UTF-8.

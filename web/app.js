@@ -64,13 +64,11 @@ function element(tag, cls, text) {
   return e;
 }
 
-function validateClass(name, allowExisting) {
-  if (!name) return 'type a name for the class';
-  const max = limits().maxClassNameBytes;
-  if (new TextEncoder().encode(name).length > max) return `class names can be at most ${max} bytes long`;
-  const same = allClasses().find((c) => c.toLowerCase() === name.toLowerCase());
-  if (same && !(allowExisting && same === name)) return `there is already a class “${same}”`;
-  return '';
+// "" or why `name` cannot be a new class: the engine's rule (class_name_problem in wasm/engine.h),
+// asked of the worker. allowExisting: naming a class that already exists is a choice, not an error.
+async function validateClass(name, allowExisting) {
+  if (allowExisting && allClasses().includes(name)) return '';
+  return engine.call('checkClassName', { name, others: allClasses() });
 }
 
 // ---- the engine ------------------------------------------------------------------------
@@ -332,7 +330,7 @@ async function rescoreAll() {
 async function setLabel(photo, label) {
   if (photo.state !== 'done') return;
   if (label && !allClasses().includes(label)) {
-    const why = validateClass(label, false);
+    const why = await validateClass(label, false);
     if (why) return;
     state.extraClasses.push(label);
   }
@@ -572,10 +570,10 @@ function wire() {
     addPhoto: (file) => enqueue([file]),
   });
 
-  $('add-class').addEventListener('submit', (e) => {
+  $('add-class').addEventListener('submit', async (e) => {
     e.preventDefault();
     const name = $('new-class').value.trim();
-    const why = state.ready ? validateClass(name, false) : 'wait a moment: the model is still loading';
+    const why = state.ready ? await validateClass(name, false) : 'wait a moment: the model is still loading';
     $('add-class-msg').textContent = why;
     $('add-class-msg').dataset.kind = why ? 'error' : 'ok';
     if (why) return;

@@ -16,7 +16,7 @@ function el(tag, cls, text) {
 
 const pct = (p) => (p >= 0.995 ? `${(100 * p).toFixed(0)}%` : p >= 0.001 ? `${(100 * p).toFixed(1)}%` : '<0.1%');
 
-// handlers: {onLabel(photo, label|null), classes() → [names], validateClass(name) → '' or why not,
+// handlers: {onLabel(photo, label|null), classes() → [names], validateClass(name) → Promise of '' or why not,
 // maxClassNameBytes() → the engine's limit}
 export function createCard(photo, handlers) {
   const card = el('article', 'card');
@@ -77,10 +77,10 @@ export function createCard(photo, handlers) {
     form.hidden = true;
     handlers.onLabel(card._photo, select.value || null);
   });
-  form.addEventListener('submit', (e) => {
+  form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const label = input.value.trim();
-    const why = handlers.validateClass(label, true);
+    const why = await handlers.validateClass(label, true);
     if (why) {
       formMsg.textContent = why;
       return;

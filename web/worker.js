@@ -198,6 +198,11 @@ function importHead({ bytes }) {
   return { result: { classNames: engine.classNames(), bankRows: engine.bankRows() } };
 }
 
+// "" or what is wrong with a new class name (the engine's rule: class_name_problem).
+function checkClassName({ name, others }) {
+  return { result: M.classNameProblem(name, others) };
+}
+
 function reset() {
   engine.importHead(shippedHead);  // (kept right after init answered)
   return { result: { classNames: engine.classNames(), bankRows: engine.bankRows() } };
@@ -210,7 +215,7 @@ function stats() {
   return { result: { wasmBytes: memory.byteLength } };
 }
 
-const handlers = { init, analyze, heatmap, classify, train, exportHead, exportOnnx, importHead, reset, stats };
+const handlers = { init, analyze, heatmap, classify, train, exportHead, exportOnnx, importHead, checkClassName, reset, stats };
 
 // One request at a time, in order.
 let queue = Promise.resolve();

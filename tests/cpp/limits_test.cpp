@@ -10,6 +10,7 @@
 #include "bundle.h"
 #include "engine.h"
 #include "error.h"
+#include "graph.h"
 #include "head.h"
 #include "image.h"
 #include "image_writers.h"
@@ -130,6 +131,30 @@ TEST(Limits, ClassNameBytes) {
   EXPECT_ERROR_HAS(validate_class_names({std::string(65, 'a'), "b"}), "longer than 64 bytes");
   // Past the limit by one byte; the message quotes the start of the name without splitting a character.
   EXPECT_ERROR_HAS(validate_class_names({"a" + e_acute, "b"}), "longer than 64 bytes");
+}
+
+// The class-name rule's other parts: a name is not empty and is one class whatever the ASCII case
+// of its letters (the page asks the same function before it adds a class).
+TEST(Limits, ClassNameRule) {
+  EXPECT_EQ(class_name_problem("lily", {"daisy", "roses"}), "");
+  EXPECT_EQ(class_name_problem("Roses", {"daisy", "roses"}), "there is already a class 'roses'");
+  EXPECT_EQ(class_name_problem("", {"daisy"}), "a class name cannot be empty");
+  EXPECT_ERROR_HAS(validate_class_names({"Tulips", "daisy", "tulips"}), "there is already a class 'Tulips'");
+  EXPECT_ERROR_HAS(validate_class_names({"daisy", ""}), "a class name cannot be empty");
+  // (a letter outside ASCII keeps its case: "É" and "é" are two names)
+  EXPECT_EQ(class_name_problem("\xC3\x89t\xC3\xA9", {"\xC3\xA9t\xC3\xA9"}), "");
+}
+
+// kMinInputSide = 32 and kMaxInputSide = 1024 pixels: a model's input size.
+TEST(Limits, InputSide) {
+  Graph g;
+  g.input_c = 3;
+  g.ops.resize(1);
+  for (int side : {limits::kMinInputSide - 1, limits::kMaxInputSide + 1}) {
+    g.input_h = g.input_w = side;
+    EXPECT_ERROR_HAS(g.validate(), "Petal runs 32..1024 pixels a side");
+  }
+  for (int side : {limits::kMinInputSide, limits::kMaxInputSide}) EXPECT_TRUE(limits::input_side_ok(side));
 }
 
 // kMaxTrainExamples = 200,000 (a small head keeps this quick).

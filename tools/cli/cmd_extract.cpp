@@ -6,6 +6,7 @@
 #include "common.h"
 #include "dataset.h"
 #include "feature_cache.h"
+#include "petal_limits.h"
 #include "recipes.h"
 
 namespace petal::cli {
@@ -24,7 +25,7 @@ void register_extract(CLI::App& app) {
   cmd->add_option("--model", model, "backbone bundle (default: the imported ResNet-50)");
   cmd->add_option("--recipe", recipe, "take preprocessing and augmented views from this recipe (petal, tutorial)")->capture_default_str();
   cmd->add_option("--preprocessing", prep_mode, "caffe or raw (default: the recipe's)");
-  cmd->add_option("--image-size", size, "input size (default: the recipe's; 224 or 180)")->check(CLI::Range(32, 1024));
+  cmd->add_option("--image-size", size, "input size (default: the recipe's; 224 or 180)")->check(CLI::Range(petal::limits::kMinInputSide, petal::limits::kMaxInputSide));
   cmd->add_flag("--flips", flips, "also the training photos mirrored left-right");
   cmd->add_flag("--no-flips", no_flips, "not the mirrored photos");
   o_views = cmd->add_option("--views", views, "crop views of the training photos, e.g. crop85,crop85-flip, or none (default: the recipe's)");

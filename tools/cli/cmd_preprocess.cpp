@@ -6,6 +6,7 @@
 #include "common.h"
 #include "error.h"
 #include "image.h"
+#include "petal_limits.h"
 
 namespace petal::cli {
 
@@ -19,7 +20,7 @@ void register_preprocess(CLI::App& app) {
   pre->add_option("-o,--output", pre_out, "file to write (raw float32, NHWC)")->required();
   pre->add_option("--size", size, "input size in pixels (the model's input; ResNet-50: 224)")
       ->capture_default_str()
-      ->check(CLI::Range(32, 1024));
+      ->check(CLI::Range(petal::limits::kMinInputSide, petal::limits::kMaxInputSide));
   pre->callback([] {
     std::string data;
     data.reserve(images.size() * size_t(size) * size * 3 * sizeof(float));

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "feature_cache.h"
 #include "head.h"
+#include "petal_limits.h"
 #include "recipes.h"
 
 namespace petal::cli {
@@ -47,7 +48,7 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--validation-split", a.split, "fraction held out for validation (Keras split)")->capture_default_str();
   cmd->add_option("--seed", a.seed, "shuffle seed for the split (numpy RandomState, as Keras)")->capture_default_str();
   cmd->add_option("--train-seed", a.train_seed, "seed of the weight init, batch order and dropout (default: --seed)");
-  cmd->add_option("--image-size", a.size, "input size (default: the recipe's)")->check(CLI::Range(32, 1024));
+  cmd->add_option("--image-size", a.size, "input size (default: the recipe's)")->check(CLI::Range(petal::limits::kMinInputSide, petal::limits::kMaxInputSide));
   cmd->add_option("--dropout", a.dropout, "dropout rate on the hidden layer (default: the recipe's)")->check(CLI::Range(0.0, 0.95));
   cmd->add_option("--weight-decay", a.weight_decay, "decoupled weight decay (AdamW) (default: the recipe's)")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--label-smoothing", a.smoothing, "label smoothing (default: the recipe's)")->check(CLI::Range(0.0, 0.5));
