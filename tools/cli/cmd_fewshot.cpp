@@ -154,39 +154,358 @@ std::pair<double, double> mean_and_worst_decile(std::vector<double> v) {
   return {sum / double(v.size()), worst / double(w)};
 }
 
-// The teaching options a run uses, from the command line's overrides of teach()'s defaults.
-struct Knobs {
+// The command line: teach()'s defaults with the run's overrides, and what to run.
+struct FewshotArgs {
+  std::string data, model, ks = "1,5,10,20", ms = "5,10,20", classes;
+  int draws = 10, bank_per_class = 50, threads = 0;
+  bool no_corrections = false, no_new_class = false, no_estimate = false, no_views = false, mirror = false;
   TeachOptions opt;
-  bool mirror = false;
+  std::string dump, dump_class;  // --dump-case: one new-class case for the wasm parity test
+  int dump_k = 10, dump_draw = 0;
+  std::string study;  // --dump-study: every feature and each base model, for studying methods
+  bool study_holdout = false;
 };
 
-}  // namespace
+// What every run shares: the photos' split, the recipe, the features, the pool.
+struct Bench {
+  const FewshotArgs& a;
+  const Dataset& d;
+  const Recipe& r;
+  const Bundle& backbone;
+  const std::string& model_id;
+  const FeatureTable& train;
+  const FeatureTable& val;
+  pthreadpool_t pool;
+  TeachOptions opt;  // the args' options, less the estimate with --no-estimate
+  size_t C, D, nval;
+};
 
-// long function: not split yet — a measuring tool (not a path users' models take) whose new-class,
-// corrections, dump and study modes share the base models and the tallies; giving it an options
-// struct and a step per mode, as petal train and bench have, is left for a change of its own (issue 15).
-void register_fewshot(CLI::App& app) {
-  auto* cmd = app.add_subcommand("fewshot", "Benchmark teaching: a left-out class from k photos, and corrections (JSON lines + table)");
-  static std::string data, model, ks = "1,5,10,20", ms = "5,10,20", classes, dump;
-  static int draws = 10, bank_per_class = 50, threads = 0, dump_k = 10, dump_draw = 0;
-  static bool no_corrections = false, no_new_class = false, no_estimate = false;
-  static Knobs kn;
-  static std::string dump_class, study;
-  static bool study_holdout = false;
-  static bool no_views = false;
-  cmd->add_option("data", data, "folder with one sub-folder of photos per class (split 0.2, seed 123)")->required();
-  cmd->add_option("--model", model, "backbone bundle (default: the imported ResNet-50)");
-  cmd->add_option("--k", ks, "photos of the new class to teach from")->capture_default_str();
-  cmd->add_option("--corrections", ms, "mistakes corrected per run")->capture_default_str();
-  cmd->add_option("--draws", draws, "seeded draws per k (and per correction count)")->capture_default_str()->check(CLI::Range(1, 1000));
-  cmd->add_option("--classes", classes, "only these classes as the new one (comma-separated; default: each)");
-  cmd->add_option("--bank-per-class", bank_per_class, "feature bank rows per class (petal export's default)")->capture_default_str()->check(CLI::Range(0, 100000));
-  cmd->add_flag("--no-corrections", no_corrections, "skip the corrections runs");
-  cmd->add_flag("--no-new-class", no_new_class, "skip the new-class runs");
-  cmd->add_flag("--no-views", no_views, "train the base models on the photos alone, without the recipe's mirror and crop views (quicker; the wasm parity test uses it)");
-  cmd->add_flag("--no-estimate", no_estimate, "skip teach()'s k-fold estimate (faster)");
-  cmd->add_option("--threads", threads, "threads (default: all cores)");
-  auto& o = kn.opt;
+// The tallies of one k (or one count of corrections) over its runs.
+struct Sums {
+  std::vector<double> recall, precision, old_before, old_after, overall, est_error, est, old_est_error;
+};
+
+// The ceiling of one class: a model trained with the recipe on every class, all of the class's
+// training photos included. What it gets for the class (recall, precision) and what the other
+// classes' accuracy becomes beside it bounds what teaching from k photos can reach.
+struct Ceiling {
+  double recall, precision, old_before, old_after;
+};
+
+void print_json(const json& j) {
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+}
+
+int class_index(const Dataset& d, const std::string& name, const char* option) {
+  auto it = std::find(d.class_names.begin(), d.class_names.end(), name);
+  if (it == d.class_names.end()) throw Error(std::string(option) + ": '" + name + "' is not a class of " + d.root);
+  return int(it - d.class_names.begin());
+}
+
+// The classes left out in turn: --classes, or the one of --dump-case, or each.
+std::vector<int> target_classes(const FewshotArgs& a, const Dataset& d) {
+  if (!a.dump.empty()) return {a.dump_class.empty() ? int(d.class_names.size()) - 1 : class_index(d, a.dump_class, "--dump-class")};
+  std::vector<int> targets;
+  if (a.classes.empty()) {
+    for (size_t c = 0; c < d.class_names.size(); ++c) targets.push_back(int(c));
+    return targets;
+  }
+  size_t start = 0;
+  while (start <= a.classes.size()) {
+    size_t end = a.classes.find(',', start);
+    if (end == std::string::npos) end = a.classes.size();
+    targets.push_back(class_index(d, a.classes.substr(start, end - start), "--classes"));
+    start = end + 1;
+  }
+  return targets;
+}
+
+// --dump-study: every feature and each left-out class's base model (head + bank), then stop.
+void write_study(const Bench& s, const std::vector<int>& targets) {
+  const auto& train = s.train;
+  const size_t ntr = train.files.size(), D = s.D;
+  if (!s.a.study_holdout) {
+    Bundle f;
+    f.tensors["train.view0"] = tensor_of({ntr, D}, train.features, DType::F32);
+    if (!train.flipped.empty()) f.tensors["train.mirror"] = tensor_of({ntr, D}, train.flipped, DType::F32);
+    for (size_t e = 0; e < train.extra.size(); ++e) f.tensors["train.extra" + std::to_string(e)] = tensor_of({ntr, D}, train.extra[e], DType::F32);
+    f.tensors["train.labels"] = labels_tensor(train.labels);
+    f.tensors["val.features"] = tensor_of({s.nval, D}, s.val.features, DType::F32);
+    f.tensors["val.labels"] = labels_tensor(s.val.labels);
+    f.metadata["class_names"] = json(s.d.class_names).dump();
+    save_bundle_file(f, s.a.study + "/features.safetensors", DType::F32);
+  }
+  for (int L : targets) {
+    const std::vector<int> keep = classes_without(s.C, L);
+    const Model m = base_model(train, s.r, keep, s.d.class_names, size_t(s.a.bank_per_class), s.pool, s.a.study_holdout);
+    Bundle out;
+    m.head.save(out);
+    out.tensors["bank.features"] = tensor_of({m.bank_labels.size(), D}, m.bank, DType::F32);
+    out.tensors["bank.labels"] = labels_tensor(m.bank_labels);
+    out.metadata["keep"] = json(keep).dump();
+    save_bundle_file(out, s.a.study + "/without-" + s.d.class_names[size_t(L)] + (s.a.study_holdout ? "-holdout" : "") + ".safetensors", DType::F32);
+  }
+}
+
+// One left-out class: its base model, the validation photos under the taught class order, and the
+// old classes' accuracy before teaching.
+struct LeftOut {
+  int L;
+  std::vector<int> keep;
+  Model m;
+  std::vector<size_t> candidates;  // the class's training photos
+  std::vector<int32_t> yval;       // validation labels in the taught order (the new class last)
+  int32_t new_index;
+  size_t old_n = 0, old_ok_before = 0;
+};
+LeftOut leave_out(const Bench& s, int L) {
+  LeftOut o;
+  o.L = L;
+  o.keep = classes_without(s.C, L);
+  o.m = base_model(s.train, s.r, o.keep, s.d.class_names, size_t(s.a.bank_per_class), s.pool);
+  for (size_t i = 0; i < s.train.files.size(); ++i)
+    if (s.train.labels[i] == L) o.candidates.push_back(i);
+  o.yval.resize(s.nval);
+  for (size_t i = 0; i < s.nval; ++i) {
+    auto it = std::find(o.keep.begin(), o.keep.end(), s.val.labels[i]);
+    o.yval[i] = it == o.keep.end() ? int32_t(o.keep.size()) : int32_t(it - o.keep.begin());
+  }
+  o.new_index = int32_t(o.keep.size());
+  const auto before = predict_all(o.m.head, s.val.features, s.nval, s.pool);
+  for (size_t i = 0; i < s.nval; ++i)
+    if (o.yval[i] != o.new_index) {
+      ++o.old_n;
+      o.old_ok_before += before[i] == o.yval[i];
+    }
+  return o;
+}
+
+// The model on every class (its answers `full_pred`), for the left-out class and beside the same
+// old photos.
+Ceiling ceiling_of(const Bench& s, const LeftOut& o, const std::vector<int>& full_pred) {
+  size_t tp = 0, fp = 0, pos = 0, ok_after = 0;
+  for (size_t i = 0; i < s.nval; ++i) {
+    const bool is_new = o.yval[i] == o.new_index, said_new = full_pred[i] == o.L;
+    pos += is_new;
+    tp += is_new && said_new;
+    fp += !is_new && said_new;
+    if (!is_new) ok_after += full_pred[i] == s.val.labels[i];
+  }
+  const Ceiling c{double(tp) / double(pos), tp + fp ? double(tp) / double(tp + fp) : 0.0, double(o.old_ok_before) / double(o.old_n),
+                  double(ok_after) / double(o.old_n)};
+  print_json({{"case", "ceiling"}, {"class", s.d.class_names[size_t(o.L)]}, {"recall", c.recall}, {"precision", c.precision},
+              {"old_before", c.old_before}, {"old_after", c.old_after}});
+  return c;
+}
+
+// teach()'s own estimate beside the real recall: the new class's, and the old classes' mean gap.
+void score_estimate(const Bench& s, const LeftOut& o, const TeachResult& t, const std::vector<int>& after, json& j, Sums& sums) {
+  if (t.estimates.empty() || t.estimates.back().recall < 0) return;
+  const double est = t.estimates.back().recall;
+  j["estimated_recall"] = est;
+  sums.est.push_back(est);
+  sums.est_error.push_back(est - double(j["recall"]));
+  double gap = 0;
+  int n_old = 0;
+  for (size_t c = 0; c < o.keep.size(); ++c) {
+    const ClassEstimate& e = t.estimates[c];
+    if (e.recall < 0) continue;
+    size_t n = 0, ok = 0;
+    for (size_t i = 0; i < s.nval; ++i)
+      if (o.yval[i] == int32_t(c)) {
+        ++n;
+        ok += after[i] == int32_t(c);
+      }
+    gap += std::fabs(e.recall - double(ok) / double(n));
+    ++n_old;
+  }
+  if (n_old) {
+    j["old_estimate_gap"] = gap / n_old;
+    sums.old_est_error.push_back(gap / n_old);
+  }
+}
+
+// --dump-case: the case as the page would hold it (the model bundle with head and bank, the photos,
+// and the validation features with their labels), for tests/node/teach.test.mjs.
+void write_case(const Bench& s, const LeftOut& o, const std::vector<float>& x, size_t k, const TeachResult& t, const json& j) {
+  Bundle out = head_bundle(s.backbone, s.model_id, o.m.head, o.m.names, s.r.prep, s.r.name, "{}", o.m.bank, o.m.bank_labels);
+  out.tensors["case.features"] = tensor_of({k, s.D}, x, DType::F32);
+  out.tensors["case.val_features"] = tensor_of({s.nval, s.D}, std::vector<float>(s.val.features.begin(), s.val.features.begin() + s.nval * s.D), DType::F32);
+  out.tensors["case.val_labels"] = labels_tensor(o.yval);
+  out.metadata["case"] = j.dump();
+  out.metadata["case_label"] = s.d.class_names[size_t(o.L)];
+  json teach_json = json::array();
+  for (auto& e : t.estimates) teach_json.push_back({{"name", e.name}, {"recall", e.recall}, {"tested", e.tested}});
+  out.metadata["case_estimates"] = teach_json.dump();
+  save_bundle_file(out, s.a.dump, DType::F32);
+}
+
+// One draw: teach the left-out class from k of its photos and score the validation photos.
+void new_class_run(const Bench& s, const LeftOut& o, int k, int dr, Sums& sums) {
+  const size_t D = s.D;
+  const auto pick = draw(o.candidates, size_t(k), 1000003ull * uint64_t(o.L + 1) + 1009ull * uint64_t(k) + uint64_t(dr));
+  std::vector<float> x, xm;
+  for (size_t i : pick) {
+    x.insert(x.end(), s.train.features.begin() + i * D, s.train.features.begin() + (i + 1) * D);
+    if (s.a.mirror) xm.insert(xm.end(), s.train.flipped.begin() + i * D, s.train.flipped.begin() + (i + 1) * D);
+  }
+  const std::vector<std::string> labels(pick.size(), s.d.class_names[size_t(o.L)]);
+  Lesson lesson{x.data(), s.a.mirror ? xm.data() : nullptr, &labels, pick.size(), D};
+  const TeachResult t = teach(o.m.base(), lesson, s.opt, {}, {}, s.pool);
+  const auto after = predict_all(t.head, s.val.features, s.nval, s.pool);
+  size_t tp = 0, fp = 0, pos = 0, old_ok = 0, all_ok = 0;
+  for (size_t i = 0; i < s.nval; ++i) {
+    const bool is_new = o.yval[i] == o.new_index, said_new = after[i] == o.new_index;
+    pos += is_new;
+    tp += is_new && said_new;
+    fp += !is_new && said_new;
+    if (!is_new) old_ok += after[i] == o.yval[i];
+    all_ok += after[i] == o.yval[i];
+  }
+  json j = {{"case", "new-class"}, {"class", s.d.class_names[size_t(o.L)]}, {"k", k}, {"draw", dr},
+            {"recall", double(tp) / double(pos)}, {"precision", tp + fp ? double(tp) / double(tp + fp) : 0.0},
+            {"old_before", double(o.old_ok_before) / double(o.old_n)}, {"old_after", double(old_ok) / double(o.old_n)},
+            {"overall", double(all_ok) / double(s.nval)}};
+  sums.recall.push_back(j["recall"]);
+  sums.precision.push_back(j["precision"]);
+  sums.old_before.push_back(j["old_before"]);
+  sums.old_after.push_back(j["old_after"]);
+  sums.overall.push_back(j["overall"]);
+  score_estimate(s, o, t, after, j, sums);
+  if (!s.a.dump.empty()) write_case(s, o, x, pick.size(), t, j);
+  print_json(j);
+}
+
+// One draw of corrections: label `count` of the validation photos the full model gets wrong with
+// their right class, teach, and score the other validation photos.
+void corrections_run(const Bench& s, const Model& full, const std::vector<int>& before, const std::vector<size_t>& wrong, int count,
+                     int dr, Sums& sums) {
+  const size_t D = s.D;
+  const auto pick = draw(wrong, size_t(count), 7919ull * uint64_t(count) + uint64_t(dr));
+  std::vector<float> x;
+  std::vector<std::string> labels;
+  for (size_t i : pick) {
+    x.insert(x.end(), s.val.features.begin() + i * D, s.val.features.begin() + (i + 1) * D);
+    labels.push_back(s.d.class_names[size_t(s.val.labels[i])]);
+  }
+  Lesson lesson{x.data(), nullptr, &labels, pick.size(), D};
+  const TeachResult t = teach(full.base(), lesson, s.opt, {}, {}, s.pool);
+  const auto after = predict_all(t.head, s.val.features, s.nval, s.pool);
+  size_t n = 0, ok_before = 0, ok_after = 0;
+  for (size_t i = 0; i < s.nval; ++i) {
+    if (std::find(pick.begin(), pick.end(), i) != pick.end()) continue;
+    ++n;
+    ok_before += before[i] == s.val.labels[i];
+    ok_after += after[i] == s.val.labels[i];
+  }
+  json j = {{"case", "corrections"}, {"corrected", pick.size()}, {"draw", dr}, {"accuracy_before", double(ok_before) / double(n)},
+            {"accuracy_after", double(ok_after) / double(n)}, {"scored", n}};
+  sums.old_before.push_back(j["accuracy_before"]);
+  sums.overall.push_back(j["accuracy_after"]);
+  print_json(j);
+}
+
+std::string percent_or_dash(const std::vector<double>& v) {
+  if (v.empty()) return "-";
+  double sum = 0;
+  for (double e : v) sum += e;
+  return std::to_string(100 * sum / double(v.size())).substr(0, 5);
+}
+
+void print_tables(const Bench& s, size_t targets, const std::map<int, Sums>& by_k, const std::map<int, Ceiling>& ceiling,
+                  const std::map<int, Sums>& by_m) {
+  auto pct = [](double v) { return 100 * v; };
+  if (!by_k.empty()) {
+    std::printf("\nnew class from k photos (%zu classes left out in turn x %d draws; mean / worst decile, %%):\n", targets, s.a.draws);
+    std::printf("%4s  %15s  %15s  %15s  %15s  %15s  %11s  %11s\n", "k", "new recall", "new precision", "old before", "old after",
+                "overall", "est - real", "old |est-real|");
+    for (auto& [k, t] : by_k) {
+      auto rc = mean_and_worst_decile(t.recall), pr = mean_and_worst_decile(t.precision), ob = mean_and_worst_decile(t.old_before),
+           oa = mean_and_worst_decile(t.old_after), ov = mean_and_worst_decile(t.overall);
+      std::printf("%4d  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %11s  %11s\n", k, pct(rc.first), pct(rc.second),
+                  pct(pr.first), pct(pr.second), pct(ob.first), pct(ob.second), pct(oa.first), pct(oa.second), pct(ov.first), pct(ov.second),
+                  percent_or_dash(t.est_error).c_str(), percent_or_dash(t.old_est_error).c_str());
+    }
+  }
+  if (!ceiling.empty()) {
+    double rc = 0, pr = 0, ob = 0, oa = 0;
+    for (auto& [L, c] : ceiling) {
+      rc += c.recall;
+      pr += c.precision;
+      ob += c.old_before;
+      oa += c.old_after;
+    }
+    const double n = double(ceiling.size());
+    std::printf("%4s  %6.1f %8s  %6.1f %8s  %6.1f %8s  %6.1f %8s   (the ceiling: the recipe's model on every class, all the photos)\n", "all",
+                pct(rc / n), "", pct(pr / n), "", pct(ob / n), "", pct(oa / n), "");
+  }
+  if (!by_m.empty()) {
+    std::printf("\ncorrections (%d draws; accuracy on the other validation photos, %%):\n%9s  %8s  %15s  %6s\n", s.a.draws, "corrected", "before",
+                "after (worst)", "worse");
+    for (auto& [count, t] : by_m) {
+      auto a = mean_and_worst_decile(t.overall);
+      int worse = 0;
+      for (size_t i = 0; i < t.overall.size(); ++i) worse += t.overall[i] < t.old_before[i];
+      std::printf("%9d  %8.2f  %6.2f / %6.2f  %6d\n", count, pct(mean_and_worst_decile(t.old_before).first), pct(a.first), pct(a.second), worse);
+    }
+  }
+}
+
+// The runs: the new-class ones (each target, each k, each draw) and the corrections.
+void run_fewshot(const Bench& s, const std::vector<int>& targets) {
+  const FewshotArgs& a = s.a;
+  const bool corrections = !a.no_corrections && a.dump.empty();
+  const auto k_list = !a.dump.empty() ? std::vector<int>{a.dump_k} : parse_ints(a.ks, "--k");
+  const auto m_list = corrections ? parse_ints(a.ms, "--corrections") : std::vector<int>{};
+  Progress progress("fewshot", (a.no_new_class ? 0 : targets.size() * k_list.size() * size_t(a.draws)) + m_list.size() * size_t(a.draws), "run");
+  size_t done = 0;
+  // The model on every class: the ceiling's, and the one the corrections start from.
+  const bool want_ceiling = !a.no_new_class && a.dump.empty();
+  Model full;
+  std::vector<int> full_pred;  // its answers for the validation photos
+  if (want_ceiling || corrections) {
+    full = base_model(s.train, s.r, classes_without(s.C, -1), s.d.class_names, size_t(a.bank_per_class), s.pool);
+    full_pred = predict_all(full.head, s.val.features, s.nval, s.pool);
+  }
+  std::map<int, Sums> by_k, by_m;
+  std::map<int, Ceiling> ceiling;
+  if (!a.no_new_class)
+    for (int L : targets) {
+      const LeftOut o = leave_out(s, L);
+      if (want_ceiling) ceiling[L] = ceiling_of(s, o, full_pred);
+      for (int k : k_list)
+        for (int dr = a.dump.empty() ? 0 : a.dump_draw; dr < (a.dump.empty() ? a.draws : a.dump_draw + 1); ++dr) {
+          new_class_run(s, o, k, dr, by_k[k]);
+          progress.update(++done);
+        }
+    }
+  std::vector<size_t> wrong;  // the validation photos the full model gets wrong
+  for (size_t i = 0; i < full_pred.size(); ++i)
+    if (full_pred[i] != s.val.labels[i]) wrong.push_back(i);
+  for (int count : m_list)
+    for (int dr = 0; dr < a.draws; ++dr) {
+      corrections_run(s, full, full_pred, wrong, count, dr, by_m[count]);
+      progress.update(++done);
+    }
+  progress.finish();
+  print_tables(s, targets.size(), by_k, ceiling, by_m);
+}
+
+void add_fewshot_options(CLI::App* cmd, FewshotArgs& a) {
+  cmd->add_option("data", a.data, "folder with one sub-folder of photos per class (split 0.2, seed 123)")->required();
+  cmd->add_option("--model", a.model, "backbone bundle (default: the imported ResNet-50)");
+  cmd->add_option("--k", a.ks, "photos of the new class to teach from")->capture_default_str();
+  cmd->add_option("--corrections", a.ms, "mistakes corrected per run")->capture_default_str();
+  cmd->add_option("--draws", a.draws, "seeded draws per k (and per correction count)")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--classes", a.classes, "only these classes as the new one (comma-separated; default: each)");
+  cmd->add_option("--bank-per-class", a.bank_per_class, "feature bank rows per class (petal export's default)")->capture_default_str()->check(CLI::Range(0, 100000));
+  cmd->add_flag("--no-corrections", a.no_corrections, "skip the corrections runs");
+  cmd->add_flag("--no-new-class", a.no_new_class, "skip the new-class runs");
+  cmd->add_flag("--no-views", a.no_views, "train the base models on the photos alone, without the recipe's mirror and crop views (quicker; the wasm parity test uses it)");
+  cmd->add_flag("--no-estimate", a.no_estimate, "skip teach()'s k-fold estimate (faster)");
+  cmd->add_option("--threads", a.threads, "threads (default: all cores)");
+  auto& o = a.opt;
   cmd->add_option("--epochs", o.epochs, "teach: epochs")->capture_default_str();
   cmd->add_option("--steps", o.steps, "teach: full-batch steps of the residual units")->capture_default_str();
   cmd->add_option("--learning-rate", o.learning_rate, "teach: Adam learning rate of the residual units")->capture_default_str();
@@ -197,302 +516,44 @@ void register_fewshot(CLI::App& app) {
   cmd->add_option("--label-smoothing", o.label_smoothing, "teach: label smoothing")->capture_default_str();
   cmd->add_option("--max-repeat", o.max_repeat, "teach: repeats of the user's photos at most")->capture_default_str();
   cmd->add_option("--from-model", o.from_model, "teach: start from the model's head (false: a new head)")->capture_default_str();
-  cmd->add_flag("--mirror", kn.mirror, "teach with the photos' mirror images too");
-  cmd->add_option("--dump-case", dump, "write one new-class case (model, photos, validation features) to this bundle for the wasm parity test, and run only it");
-  cmd->add_option("--dump-class", dump_class, "the class of --dump-case (default: the last)");
-  cmd->add_option("--dump-k", dump_k, "k of --dump-case")->capture_default_str();
-  cmd->add_option("--dump-draw", dump_draw, "draw of --dump-case")->capture_default_str();
-  cmd->add_flag("--study-holdout-bank", study_holdout, "with --dump-study: the base models train without their bank's photos");
-  cmd->add_option("--dump-study", study, "for studying methods outside Petal: write every feature (training views, validation) and each left-out class's base model (head + bank) to this folder, then stop");
+  cmd->add_flag("--mirror", a.mirror, "teach with the photos' mirror images too");
+  cmd->add_option("--dump-case", a.dump, "write one new-class case (model, photos, validation features) to this bundle for the wasm parity test, and run only it");
+  cmd->add_option("--dump-class", a.dump_class, "the class of --dump-case (default: the last)");
+  cmd->add_option("--dump-k", a.dump_k, "k of --dump-case")->capture_default_str();
+  cmd->add_option("--dump-draw", a.dump_draw, "draw of --dump-case")->capture_default_str();
+  cmd->add_flag("--study-holdout-bank", a.study_holdout, "with --dump-study: the base models train without their bank's photos");
+  cmd->add_option("--dump-study", a.study, "for studying methods outside Petal: write every feature (training views, validation) and each left-out class's base model (head + bank) to this folder, then stop");
+}
+
+}  // namespace
+
+void register_fewshot(CLI::App& app) {
+  auto* cmd = app.add_subcommand("fewshot", "Benchmark teaching: a left-out class from k photos, and corrections (JSON lines + table)");
+  static FewshotArgs a;
+  add_fewshot_options(cmd, a);
   cmd->callback([] {
-    TeachOptions opt = kn.opt;
-    if (no_estimate) opt.estimate_folds = 0;
     Recipe r = recipe_by_name("petal");
-    if (no_views) {
+    if (a.no_views) {
       r.flips = false;
       r.extra_views.clear();
     }
-    Dataset d = open_dataset(data, 0.2, 123);
+    Dataset d = open_dataset(a.data, 0.2, 123);
     if (d.class_names.size() < 3) throw Error("the benchmark leaves one class out and needs at least 3 classes; '" + d.root + "' has " + std::to_string(d.class_names.size()));
-    Bundle b = load_backbone(model);
-    FeatureSource src(b, r.prep, size_t(threads));
+    const std::vector<int> targets = target_classes(a, d);
+    Bundle b = load_backbone(a.model);
+    FeatureSource src(b, r.prep, size_t(a.threads));
     FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(r.prep), src.dim());
     ExtractOptions eo;
-    eo.flips = r.flips || kn.mirror;  // the recipe's views include the mirror image; --mirror teaches with it
+    eo.flips = r.flips || a.mirror;  // the recipe's views include the mirror image; --mirror teaches with it
     eo.extra_views = r.extra_views;
     const FeatureTable train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
     const FeatureTable val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{});
-    ComputePool pool{size_t(threads)};
-    const size_t C = d.class_names.size(), D = train.dim, nval = val.files.size();
-
-    std::vector<int> targets;
-    if (classes.empty() || !dump.empty()) {
-      for (size_t c = 0; c < C; ++c) targets.push_back(int(c));
-    }
-    if (!classes.empty()) {
-      targets.clear();
-      size_t start = 0;
-      while (start <= classes.size()) {
-        size_t end = classes.find(',', start);
-        if (end == std::string::npos) end = classes.size();
-        const std::string name = classes.substr(start, end - start);
-        auto it = std::find(d.class_names.begin(), d.class_names.end(), name);
-        if (it == d.class_names.end()) throw Error("--classes: '" + name + "' is not a class of " + d.root);
-        targets.push_back(int(it - d.class_names.begin()));
-        start = end + 1;
-      }
-    }
-    if (!dump.empty()) {
-      int c = int(C) - 1;
-      if (!dump_class.empty()) {
-        auto it = std::find(d.class_names.begin(), d.class_names.end(), dump_class);
-        if (it == d.class_names.end()) throw Error("--dump-class: '" + dump_class + "' is not a class of " + d.root);
-        c = int(it - d.class_names.begin());
-      }
-      targets = {c};
-      no_corrections = true;
-    }
-    const auto k_list = !dump.empty() ? std::vector<int>{dump_k} : parse_ints(ks, "--k");
-
-    struct Sums {
-      std::vector<double> recall, precision, old_before, old_after, overall, est_error, est, old_est_error;
-    };
-    if (!study.empty()) {
-      Bundle f;
-      const size_t ntr = train.files.size();
-      f.tensors["train.view0"] = tensor_of({ntr, D}, train.features, DType::F32);
-      if (!train.flipped.empty()) f.tensors["train.mirror"] = tensor_of({ntr, D}, train.flipped, DType::F32);
-      for (size_t e = 0; e < train.extra.size(); ++e) f.tensors["train.extra" + std::to_string(e)] = tensor_of({ntr, D}, train.extra[e], DType::F32);
-      f.tensors["train.labels"] = labels_tensor(train.labels);
-      f.tensors["val.features"] = tensor_of({nval, D}, val.features, DType::F32);
-      f.tensors["val.labels"] = labels_tensor(val.labels);
-      f.metadata["class_names"] = json(d.class_names).dump();
-      if (!study_holdout) save_bundle_file(f, study + "/features.safetensors", DType::F32);
-      for (int L : targets) {
-        const std::vector<int> keep = classes_without(C, L);
-        const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get(), study_holdout);
-        Bundle out;
-        m.head.save(out);
-        out.tensors["bank.features"] = tensor_of({m.bank_labels.size(), D}, m.bank, DType::F32);
-        out.tensors["bank.labels"] = labels_tensor(m.bank_labels);
-        out.metadata["keep"] = json(keep).dump();
-        save_bundle_file(out, study + "/without-" + d.class_names[size_t(L)] + (study_holdout ? "-holdout" : "") + ".safetensors", DType::F32);
-      }
-      return;
-    }
-    std::map<int, Sums> by_k;
-    auto put = [](json& j) { std::printf("%s\n", j.dump().c_str()); std::fflush(stdout); };
-    Progress progress("fewshot", (no_new_class ? 0 : targets.size() * k_list.size() * size_t(draws)) +
-                                     (no_corrections ? 0 : parse_ints(ms, "--corrections").size() * size_t(draws)), "run");
-    size_t done = 0;
-
-    // The ceiling: a model trained with the recipe on every class, all of the left-out class's
-    // training photos included. What it gets for each class (recall, precision) and what the
-    // other classes' accuracy becomes beside it bounds what teaching from k photos can reach.
-    struct Ceiling {
-      double recall, precision, old_before, old_after;
-    };
-    std::map<int, Ceiling> ceiling;
-    // The same model is the one the corrections start from: trained once for both.
-    const bool want_ceiling = !no_new_class && dump.empty();
-    Model full;
-    std::vector<int> full_pred;  // its answers for the validation photos
-    if (want_ceiling || !no_corrections) {
-      full = base_model(train, r, classes_without(C, -1), d.class_names, size_t(bank_per_class), pool.get());
-      full_pred = predict_all(full.head, val.features, nval, pool.get());
-    }
-
-    if (!no_new_class) {
-      for (int L : targets) {
-        const std::vector<int> keep = classes_without(C, L);
-        const Model m = base_model(train, r, keep, d.class_names, size_t(bank_per_class), pool.get());
-        // the new class's training photos, and the validation photos under the taught class order
-        std::vector<size_t> candidates;
-        for (size_t i = 0; i < train.files.size(); ++i)
-          if (train.labels[i] == L) candidates.push_back(i);
-        std::vector<int32_t> yval(nval);
-        for (size_t i = 0; i < nval; ++i) {
-          auto it = std::find(keep.begin(), keep.end(), val.labels[i]);
-          yval[i] = it == keep.end() ? int32_t(keep.size()) : int32_t(it - keep.begin());
-        }
-        const int32_t new_index = int32_t(keep.size());
-        const auto before = predict_all(m.head, val.features, nval, pool.get());
-        size_t old_n = 0, old_ok_before = 0;
-        for (size_t i = 0; i < nval; ++i)
-          if (yval[i] != new_index) {
-            ++old_n;
-            old_ok_before += before[i] == yval[i];
-          }
-        if (want_ceiling) {  // the model on every class, for this class and beside the same old photos
-          size_t tp = 0, fp = 0, pos = 0, ok_after = 0;
-          for (size_t i = 0; i < nval; ++i) {
-            const bool is_new = yval[i] == new_index, said_new = full_pred[i] == L;
-            pos += is_new;
-            tp += is_new && said_new;
-            fp += !is_new && said_new;
-            if (!is_new) ok_after += full_pred[i] == val.labels[i];
-          }
-          const Ceiling c{double(tp) / double(pos), tp + fp ? double(tp) / double(tp + fp) : 0.0, double(old_ok_before) / double(old_n),
-                          double(ok_after) / double(old_n)};
-          ceiling[L] = c;
-          json j = {{"case", "ceiling"}, {"class", d.class_names[size_t(L)]}, {"recall", c.recall}, {"precision", c.precision},
-                    {"old_before", c.old_before}, {"old_after", c.old_after}};
-          put(j);
-        }
-        for (int k : k_list) {
-          for (int dr = 0; dr < (dump.empty() ? draws : dump_draw + 1); ++dr) {
-            if (!dump.empty() && dr != dump_draw) continue;
-            const auto pick = draw(candidates, size_t(k), 1000003ull * uint64_t(L + 1) + 1009ull * uint64_t(k) + uint64_t(dr));
-            std::vector<float> x, xm;
-            for (size_t i : pick) {
-              x.insert(x.end(), train.features.begin() + i * D, train.features.begin() + (i + 1) * D);
-              if (kn.mirror) xm.insert(xm.end(), train.flipped.begin() + i * D, train.flipped.begin() + (i + 1) * D);
-            }
-            const std::vector<std::string> labels(pick.size(), d.class_names[size_t(L)]);
-            Lesson lesson{x.data(), kn.mirror ? xm.data() : nullptr, &labels, pick.size(), D};
-            const TeachResult t = teach(m.base(), lesson, opt, {}, {}, pool.get());
-            const auto after = predict_all(t.head, val.features, nval, pool.get());
-            size_t tp = 0, fp = 0, pos = 0, old_ok = 0, all_ok = 0;
-            for (size_t i = 0; i < nval; ++i) {
-              const bool is_new = yval[i] == new_index, said_new = after[i] == new_index;
-              pos += is_new;
-              tp += is_new && said_new;
-              fp += !is_new && said_new;
-              if (!is_new) old_ok += after[i] == yval[i];
-              all_ok += after[i] == yval[i];
-            }
-            json j = {{"case", "new-class"}, {"class", d.class_names[size_t(L)]}, {"k", k}, {"draw", dr},
-                      {"recall", double(tp) / double(pos)}, {"precision", tp + fp ? double(tp) / double(tp + fp) : 0.0},
-                      {"old_before", double(old_ok_before) / double(old_n)}, {"old_after", double(old_ok) / double(old_n)},
-                      {"overall", double(all_ok) / double(nval)}};
-            Sums& s = by_k[k];
-            s.recall.push_back(j["recall"]);
-            s.precision.push_back(j["precision"]);
-            s.old_before.push_back(j["old_before"]);
-            s.old_after.push_back(j["old_after"]);
-            s.overall.push_back(j["overall"]);
-            if (!t.estimates.empty() && t.estimates.back().recall >= 0) {
-              const double est = t.estimates.back().recall;
-              j["estimated_recall"] = est;
-              s.est.push_back(est);
-              s.est_error.push_back(est - double(j["recall"]));
-              // old classes: estimate vs real recall per class, mean absolute gap
-              double gap = 0;
-              int n_old = 0;
-              for (size_t c = 0; c < keep.size(); ++c) {
-                const ClassEstimate& e = t.estimates[c];
-                if (e.recall < 0) continue;
-                size_t n = 0, ok = 0;
-                for (size_t i = 0; i < nval; ++i)
-                  if (yval[i] == int32_t(c)) {
-                    ++n;
-                    ok += after[i] == int32_t(c);
-                  }
-                gap += std::fabs(e.recall - double(ok) / double(n));
-                ++n_old;
-              }
-              if (n_old) {
-                j["old_estimate_gap"] = gap / n_old;
-                s.old_est_error.push_back(gap / n_old);
-              }
-            }
-            if (!dump.empty()) {
-              // The case as the page would hold it: the model bundle (head + bank), the photos, and
-              // the validation features with their labels, for tests/node/teach.test.mjs.
-              Bundle out = head_bundle(b, src.model_id(), m.head, m.names, r.prep, r.name, "{}", m.bank, m.bank_labels);
-              out.tensors["case.features"] = tensor_of({pick.size(), D}, x, DType::F32);
-              out.tensors["case.val_features"] = tensor_of({nval, D}, std::vector<float>(val.features.begin(), val.features.begin() + nval * D), DType::F32);
-              out.tensors["case.val_labels"] = labels_tensor(yval);
-              out.metadata["case"] = j.dump();
-              out.metadata["case_label"] = d.class_names[size_t(L)];
-              json teach_json = json::array();
-              for (auto& e : t.estimates) teach_json.push_back({{"name", e.name}, {"recall", e.recall}, {"tested", e.tested}});
-              out.metadata["case_estimates"] = teach_json.dump();
-              save_bundle_file(out, dump, DType::F32);
-            }
-            put(j);
-            progress.update(++done);
-          }
-        }
-      }
-    }
-
-    std::map<int, Sums> by_m;
-    if (!no_corrections) {
-      const Model& m = full;
-      const auto& before = full_pred;
-      std::vector<size_t> wrong;
-      for (size_t i = 0; i < nval; ++i)
-        if (before[i] != val.labels[i]) wrong.push_back(i);
-      for (int count : parse_ints(ms, "--corrections")) {
-        for (int dr = 0; dr < draws; ++dr) {
-          const auto pick = draw(wrong, size_t(count), 7919ull * uint64_t(count) + uint64_t(dr));
-          std::vector<float> x, xm;
-          std::vector<std::string> labels;
-          for (size_t i : pick) {
-            x.insert(x.end(), val.features.begin() + i * D, val.features.begin() + (i + 1) * D);
-            labels.push_back(d.class_names[size_t(val.labels[i])]);
-          }
-          Lesson lesson{x.data(), nullptr, &labels, pick.size(), D};
-          const TeachResult t = teach(m.base(), lesson, opt, {}, {}, pool.get());
-          const auto after = predict_all(t.head, val.features, nval, pool.get());
-          size_t n = 0, ok_before = 0, ok_after = 0;
-          for (size_t i = 0; i < nval; ++i) {
-            if (std::find(pick.begin(), pick.end(), i) != pick.end()) continue;
-            ++n;
-            ok_before += before[i] == val.labels[i];
-            ok_after += after[i] == val.labels[i];
-          }
-          json j = {{"case", "corrections"}, {"corrected", pick.size()}, {"draw", dr}, {"accuracy_before", double(ok_before) / double(n)},
-                    {"accuracy_after", double(ok_after) / double(n)}, {"scored", n}};
-          by_m[count].old_before.push_back(j["accuracy_before"]);
-          by_m[count].overall.push_back(j["accuracy_after"]);
-          put(j);
-          progress.update(++done);
-        }
-      }
-    }
-    progress.finish();
-
-    auto pct = [](double v) { return 100 * v; };
-    if (!by_k.empty()) {
-      std::printf("\nnew class from k photos (%zu classes left out in turn x %d draws; mean / worst decile, %%):\n", targets.size(), draws);
-      std::printf("%4s  %15s  %15s  %15s  %15s  %15s  %11s  %11s\n", "k", "new recall", "new precision", "old before", "old after",
-                  "overall", "est - real", "old |est-real|");
-      for (auto& [k, s] : by_k) {
-        auto rc = mean_and_worst_decile(s.recall), pr = mean_and_worst_decile(s.precision), ob = mean_and_worst_decile(s.old_before),
-             oa = mean_and_worst_decile(s.old_after), ov = mean_and_worst_decile(s.overall);
-        double bias = 0, ogap = 0;
-        for (double e : s.est_error) bias += e;
-        for (double e : s.old_est_error) ogap += e;
-        std::printf("%4d  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %11s  %11s\n", k, pct(rc.first), pct(rc.second),
-                    pct(pr.first), pct(pr.second), pct(ob.first), pct(ob.second), pct(oa.first), pct(oa.second), pct(ov.first), pct(ov.second),
-                    s.est_error.empty() ? "-" : (std::to_string(pct(bias / double(s.est_error.size()))).substr(0, 5)).c_str(),
-                    s.old_est_error.empty() ? "-" : (std::to_string(pct(ogap / double(s.old_est_error.size()))).substr(0, 5)).c_str());
-      }
-    }
-    if (!ceiling.empty()) {
-      double rc = 0, pr = 0, ob = 0, oa = 0;
-      for (auto& [L, c] : ceiling) {
-        rc += c.recall;
-        pr += c.precision;
-        ob += c.old_before;
-        oa += c.old_after;
-      }
-      const double n = double(ceiling.size());
-      std::printf("%4s  %6.1f %8s  %6.1f %8s  %6.1f %8s  %6.1f %8s   (the ceiling: the recipe's model on every class, all the photos)\n", "all",
-                  pct(rc / n), "", pct(pr / n), "", pct(ob / n), "", pct(oa / n), "");
-    }
-    if (!by_m.empty()) {
-      std::printf("\ncorrections (%d draws; accuracy on the other validation photos, %%):\n%9s  %8s  %15s  %6s\n", draws, "corrected", "before",
-                  "after (worst)", "worse");
-      for (auto& [count, s] : by_m) {
-        auto a = mean_and_worst_decile(s.overall);
-        int worse = 0;
-        for (size_t i = 0; i < s.overall.size(); ++i) worse += s.overall[i] < s.old_before[i];
-        std::printf("%9d  %8.2f  %6.2f / %6.2f  %6d\n", count, pct(mean_and_worst_decile(s.old_before).first), pct(a.first), pct(a.second), worse);
-      }
-    }
+    ComputePool pool{size_t(a.threads)};
+    TeachOptions opt = a.opt;
+    if (a.no_estimate) opt.estimate_folds = 0;
+    const Bench s{a, d, r, b, src.model_id(), train, val, pool.get(), opt, d.class_names.size(), train.dim, val.files.size()};
+    if (!a.study.empty()) return write_study(s, targets);
+    run_fewshot(s, targets);
   });
 }
 
