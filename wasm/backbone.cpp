@@ -195,6 +195,7 @@ class SubgraphBuilder {
   std::map<uint32_t, uint32_t> quantised_;  // Qd8: fp32 value -> its per-image quantisation
   std::map<uint32_t, uint32_t> converted_;  // Qs8: value -> its conversion to the other type
   std::string map_name_;                    // the feature map's value, when it is an output
+  uint32_t conv_flags_ = 0;                 // our XNNPACK patches' switches (options.winograd, loop_order)
   Result result_;
 };
 
@@ -203,6 +204,9 @@ SubgraphBuilder::SubgraphBuilder(xnn_subgraph_t sg, const Graph& graph, const Bu
                                  QuantStore& store)
     : sg_(sg), graph_(graph), bundle_(bundle), options_(options), mode_(mode), ranges_(std::move(ranges)),
       float_copies_(float_copies), store_(store) {
+  if (!options.winograd) conv_flags_ |= XNN_FLAG_PETAL_NO_WINOGRAD;
+  if (options.loop_order == BackboneOptions::LoopOrder::Xnnpack) conv_flags_ |= XNN_FLAG_PETAL_XNNPACK_LOOP_ORDER;
+  if (options.loop_order == BackboneOptions::LoopOrder::WeightsOuter) conv_flags_ |= XNN_FLAG_PETAL_WEIGHTS_OUTER_ALWAYS;
   float_copies_.reserve(graph.ops.size() * 2);
   store_.weights.reserve(graph.ops.size());
   store_.scales.reserve(graph.ops.size() * 2);
@@ -411,7 +415,8 @@ Val SubgraphBuilder::conv(size_t i, const Val& in, const Outlet& o, const std::o
   const bool relu = fusion ? graph_.ops[fusion->add].relu : op.relu;
   const uint32_t residual_id = fusion ? to_fp32(vals_.at(fusion->residual), XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
   check(xnn_define_convolution_2d(sg_, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1, 1, op.cin,
-                                  op.cout, relu ? 0.f : -inf, inf, x.x, x.w, x.b, out, op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0),
+                                  op.cout, relu ? 0.f : -inf, inf, x.x, x.w, x.b, out,
+                                  (op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0) | conv_flags_),
         "define convolution " + op.name);
   if (fusion) {
     const Op& add = graph_.ops[fusion->add];

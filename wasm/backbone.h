@@ -39,6 +39,20 @@ struct BackboneOptions {
   // xnn_petal_convolution_add_residual), instead of two passes over memory of its own. Same
   // arithmetic, same results to the bit; off only to measure it (fp32 and QD8; not static int8).
   bool fuse_residual = true;
+  // Our other XNNPACK patches, switched per convolution by flags declared in the patched
+  // xnnpack.h; the defaults are what the engine uses, the others are for measuring the patches
+  // (petal bench variants "direct", "xnnorder") and for comparing with XNNPACK's own code.
+  //  - winograd: 3x3 stride-1 fp32 convolutions of 32-256 channels as Winograd F(2x2, 3x3)
+  //    (xnnpack-winograd.patch; off: XNN_FLAG_PETAL_NO_WINOGRAD). Other arithmetic: features
+  //    within rounding of the direct convolution's.
+  //  - loop_order (xnnpack-weights-outer.patch): Auto sweeps the output pixels for each block of
+  //    output channels when a convolution's packed weights outgrow the cache; Xnnpack keeps
+  //    XNNPACK's order everywhere (XNN_FLAG_PETAL_XNNPACK_LOOP_ORDER); WeightsOuter takes the
+  //    weights-outer order with the smallest blocks for every convolution, for tests
+  //    (XNN_FLAG_PETAL_WEIGHTS_OUTER_ALWAYS). Same arithmetic in each: the same bits.
+  bool winograd = true;
+  enum class LoopOrder { Auto, Xnnpack, WeightsOuter };
+  LoopOrder loop_order = LoopOrder::Auto;
   // The last feature map as an output of every run (for heatmaps; see run()). Off only to measure
   // that it costs nothing (petal bench variant "nomap").
   bool feature_map = true;

@@ -2,18 +2,17 @@
 // output tiles when its weights outgrow the cache (output-channel blocks outside, pixel blocks
 // inside). Every output element is still computed by the same microkernel over the same inputs in
 // the same order, so the features must be bit for bit those of XNNPACK's own order
-// (PETAL_XNN_WEIGHTS_BLOCK=0), for fp32 and int8, batch 1 and 3 (two parallelisation paths), on one
-// and two threads, and with a tiny budget that sends every convolution through the new order.
+// (BackboneOptions::LoopOrder::Xnnpack), for fp32 and int8, batch 1 and 3 (two parallelisation paths), on one
+// and two threads, and with every convolution sent through the new order (LoopOrder::WeightsOuter).
 // tools/setup/xnnpack-residual-add.patch adds a residual Add and its ReLU to each block of a
 // convolution's output as it is written: the same two operations on the same values, so those
 // features must be bit for bit the unfused network's too.
 // tools/setup/xnnpack-winograd.patch runs 3x3 convolutions as Winograd F(2x2, 3x3): other arithmetic,
-// so those features are compared with XNNPACK's direct convolution (PETAL_XNN_WINOGRAD=0) within
+// so those features are compared with XNNPACK's direct convolution (winograd off) within
 // rounding instead.
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -26,20 +25,20 @@ namespace {
 
 constexpr size_t kPer = 224 * 224 * 3, kDim = 2048;
 
-// Features of the first `batch` golden inputs with the loop-order budget set to `budget`.
-std::vector<float> features(const Bundle& b, const std::vector<float>& inputs, const char* budget,
+using LoopOrder = BackboneOptions::LoopOrder;
+
+// Features of the first `batch` golden inputs with the convolutions' loop order `order`.
+std::vector<float> features(const Bundle& b, const std::vector<float>& inputs, LoopOrder order,
                             bool int8, size_t threads, size_t batch, bool fuse_residual = true,
                             bool winograd = true) {
-  setenv("PETAL_XNN_WEIGHTS_BLOCK", budget, 1);
-  setenv("PETAL_XNN_WINOGRAD", winograd ? "1" : "0", 1);
   BackboneOptions o;
   o.int8 = int8;
   o.fuse_residual = fuse_residual;
+  o.winograd = winograd;
+  o.loop_order = order;
   Backbone net(Graph::from_json(b.meta("graph")), b, threads, o);
   std::vector<float> f(batch * kDim);
   net.run(inputs.data(), batch, f.data());
-  unsetenv("PETAL_XNN_WEIGHTS_BLOCK");
-  unsetenv("PETAL_XNN_WINOGRAD");
   return f;
 }
 
@@ -89,10 +88,11 @@ TEST_F(XnnpackPatches, LoopOrderAndResidualFusionKeepFeaturesBitIdentical) {
     for (size_t threads : {1, 2})
       for (size_t batch : {1, 3}) {
         const std::string what = config(int8, threads, batch);
-        const auto ours = features(*b, inputs, "", int8, threads, batch);
-        expect_identical(ours, features(*b, inputs, "0", int8, threads, batch), what + ", XNNPACK's loop order");
-        expect_identical(ours, features(*b, inputs, "1", int8, threads, batch), what + ", every convolution weights-outer");
-        expect_identical(ours, features(*b, inputs, "", int8, threads, batch, false), what + ", adds unfused");
+        const auto ours = features(*b, inputs, LoopOrder::Auto, int8, threads, batch);
+        expect_identical(ours, features(*b, inputs, LoopOrder::Xnnpack, int8, threads, batch), what + ", XNNPACK's loop order");
+        expect_identical(ours, features(*b, inputs, LoopOrder::WeightsOuter, int8, threads, batch),
+                         what + ", every convolution weights-outer");
+        expect_identical(ours, features(*b, inputs, LoopOrder::Auto, int8, threads, batch, false), what + ", adds unfused");
         // and they are features, not zeros
         EXPECT_GT(test::cosine(ours.data(), golden.data(), kDim), 0.99) << what;
       }
@@ -101,14 +101,14 @@ TEST_F(XnnpackPatches, LoopOrderAndResidualFusionKeepFeaturesBitIdentical) {
 TEST_F(XnnpackPatches, WinogradMatchesDirectConvolutionWithinRounding) {
   // the 3x3 convolutions of stages 2-4 (13 in ResNet-50) are Winograd ones, and only with it on
   for (bool winograd : {false, true}) {
-    setenv("PETAL_XNN_WINOGRAD", winograd ? "1" : "0", 1);
-    EXPECT_EQ(operators_named(*b, inputs, BackboneOptions{}, "Winograd"), winograd ? 13u : 0u) << "winograd " << winograd;
-    unsetenv("PETAL_XNN_WINOGRAD");
+    BackboneOptions o;
+    o.winograd = winograd;
+    EXPECT_EQ(operators_named(*b, inputs, o, "Winograd"), winograd ? 13u : 0u) << "winograd " << winograd;
   }
   for (size_t threads : {1, 2})
     for (size_t batch : {1, 3}) {
-      const auto direct = features(*b, inputs, "", false, threads, batch, true, false);
-      const auto wino = features(*b, inputs, "", false, threads, batch, true, true);
+      const auto direct = features(*b, inputs, LoopOrder::Auto, false, threads, batch, true, false);
+      const auto wino = features(*b, inputs, LoopOrder::Auto, false, threads, batch, true, true);
       const std::string what = config(false, threads, batch);
       for (size_t i = 0; i < batch; ++i) {
         float max_diff = 0, max_f = 0;

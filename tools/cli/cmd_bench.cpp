@@ -314,8 +314,9 @@ std::string check_variant(const std::string& v) {
   std::string part;
   while (std::getline(ss, part, '+'))
     if (part != "fp32" && part != "int8" && part != "int8-all" && part != "int8-static" && part != "transient" &&
-        part != "cache" && part != "unfused" && part != "direct" && part != "nomap")
-      return "unknown variant part '" + part + "' (fp32, int8, int8-all, int8-static, transient, cache, unfused, direct, nomap)";
+        part != "cache" && part != "unfused" && part != "direct" && part != "xnnorder" && part != "nomap")
+      return "unknown variant part '" + part +
+             "' (fp32, int8, int8-all, int8-static, transient, cache, unfused, direct, xnnorder, nomap)";
   return "";
 }
 
@@ -346,7 +347,7 @@ void add_bench_options(CLI::App* cmd, BenchArgs& a) {
                   "int8-all (QD8, stem conv too), int8-static (QS8: the model's calibrated ranges, or ranges calibrated "
                   "on 64 photos of --photos), transient (XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER), cache (weights "
                   "cache), unfused (residual adds as operators of their own), nomap (no feature map output for heatmaps), direct (3x3 convolutions without "
-                  "Winograd); combine with '+', e.g. int8+transient")
+                  "Winograd), xnnorder (XNNPACK's loop order, not weights-outer); combine with '+', e.g. int8+transient")
       ->check(check_variant);
 }
 
@@ -397,11 +398,10 @@ void time_inputs_file(const std::string& inputs_file, const Bundle& bundle, cons
                 threads, batch, ms / 1000, n / (ms / 1000));
 }
 
-// What a --variant asks of the backbone ("direct": 3x3 convolutions without Winograd).
-BackboneOptions variant_options(const std::string& v, bool profile, bool& direct) {
+// What a --variant asks of the backbone.
+BackboneOptions variant_options(const std::string& v, bool profile) {
   BackboneOptions o;
   o.profile = profile;
-  direct = false;
   std::stringstream ss(v);
   std::string part;
   while (std::getline(ss, part, '+')) {
@@ -412,7 +412,8 @@ BackboneOptions variant_options(const std::string& v, bool profile, bool& direct
     if (part == "cache") o.weights_cache = true;
     if (part == "unfused") o.fuse_residual = false;
     if (part == "nomap") o.feature_map = false;
-    if (part == "direct") direct = true;
+    if (part == "direct") o.winograd = false;
+    if (part == "xnnorder") o.loop_order = BackboneOptions::LoopOrder::Xnnpack;
   }
   return o;
 }
@@ -430,15 +431,8 @@ Networks make_networks(const std::vector<std::string>& variant_list, const std::
   Networks n;
   for (auto& v : variant_list) {
     for (int t : thread_list) {
-      bool direct = false;
-      const BackboneOptions o = variant_options(v, profile, direct);
-      n.maker.push_back([&graph, &bundle, t, o, direct] {
-        // our XNNPACK patch reads PETAL_XNN_WINOGRAD when it creates a convolution
-        if (direct) setenv("PETAL_XNN_WINOGRAD", "0", 1);
-        auto net = std::make_unique<Backbone>(graph, bundle, size_t(t), o);
-        if (direct) unsetenv("PETAL_XNN_WINOGRAD");
-        return net;
-      });
+      const BackboneOptions o = variant_options(v, profile);
+      n.maker.push_back([&graph, &bundle, t, o] { return std::make_unique<Backbone>(graph, bundle, size_t(t), o); });
       n.nets.push_back(n.maker.back()());
       n.threads.push_back(t);
       n.variant.push_back(v);
