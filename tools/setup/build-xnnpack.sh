@@ -65,7 +65,10 @@ if [ ! -f "$XNN/.petal-wasm-relaxed-patched" ]; then
     || { echo "error: patching XNNPACK's CMakeLists.txt for relaxed SIMD failed" >&2; exit 1; }
   touch "$XNN/.petal-wasm-relaxed-patched"
 fi
-# Our patches (each explains itself at its top and in its comments):
+# Our patches (each explains itself at its top and in its comments). Each is switched per
+# convolution by a flag declared in the patched include/xnnpack.h (XNN_FLAG_PETAL_*; Petal passes
+# them from BackboneOptions) or, for the residual add, used only when asked for, so that one build
+# measures it on and off (petal bench --variant xnnorder / direct / unfused):
 # - xnnpack-weights-outer.patch: when a convolution's packed weights outgrow the cache, sweep the
 #   output pixels for each block of output channels rather than all output channels for each
 #   block of pixels. ResNet-50, native, 1 thread: stages 4 and 5 took 25.7 + 26.4 ms, now 18.3 + 15.0.
