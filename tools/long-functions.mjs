@@ -2,7 +2,7 @@
 // Lists C++ functions (and lambdas) longer than a limit, by brace matching — no parser, so it
 // is a quick check, not a proof. A function may stay long when a comment within the three lines
 // above it starts with "long function:" and says why; those are listed as explained.
-//   node tools/long-functions.mjs [--max 80] [FILE or FOLDER ...]   (default: tools/cli)
+//   node tools/long-functions.mjs [--max 80] [FILE or FOLDER ...]   (default: the C++ of wasm, tools/cli, tests/cpp, fuzz)
 // Exit status 1 when a function over the limit has no such comment.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +14,8 @@ for (let i = 0; i < args.length; ++i) {
   if (args[i] === '--max') max = Number(args[++i]);
   else roots.push(args[i]);
 }
-if (!roots.length) roots.push(path.join(path.dirname(new URL(import.meta.url).pathname), 'cli'));
+const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+if (!roots.length) roots.push(...['wasm', 'tools/cli', 'tests/cpp', 'fuzz'].map((d) => path.join(repo, d)));
 
 function files(p) {
   if (fs.statSync(p).isDirectory()) return fs.readdirSync(p).sort().flatMap((f) => files(path.join(p, f)));

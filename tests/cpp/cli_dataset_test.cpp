@@ -83,6 +83,7 @@ bool png_size(const std::string& path, int& w, int& h) {
 
 // extract → (cached) → train → plot → eval ↔ predict → summary → export, on a set with a corrupt
 // JPEG, a README, a text file named .jpg, a 0-byte JPEG, a symlink loop and a one-photo class.
+// long function: one user's session, each step reading what the step before it wrote.
 TEST_F(Cli, PipelineEndToEnd) {
   const std::string data = make_set("flowers", {"daisy", "roses"}, 6);
   fs::create_directories(data + "/tulips");

@@ -43,6 +43,7 @@ void tile(Grid& g, size_t start, size_t size, size_t tile_size, size_t range) {
   if (start % tile_size != 0 || size != std::min(tile_size, range - start)) g.bad_tile++;
 }
 
+// long function: a table of calls, one independent block per pthreadpool_parallelize_* entry point.
 void run_all(pthreadpool_t pool, size_t threads) {
   const uint32_t f = PTHREADPOOL_FLAG_DISABLE_DENORMALS;
   {
