@@ -165,7 +165,7 @@ TeachResult Engine::teach(const Lesson& lesson, const TeachOptions& opt,
                           const std::function<bool(const EpochStats&)>& on_epoch,
                           const std::function<void(size_t, size_t)>& on_progress) {
   TeachResult r = petal::teach(teach_base(), lesson, opt, on_epoch, on_progress, pool());
-  set_head(r.head, r.class_names);
+  set_head(std::move(r.head), r.class_names);  // the engine's now: read it with head()
   return r;
 }
 

@@ -88,7 +88,8 @@ class Engine {
   // The model as teach() starts from it (wasm/teach.h): head, class names and bank.
   TeachBase teach_base() const;
   // Teach the current model the lesson (teach(), wasm/teach.h: every rule of teaching lives there)
-  // and take its head and class names. The page's *Train* is this call.
+  // and take its head and class names. The page's *Train* is this call. The result's head is
+  // moved into the engine (head() has it); the rest of the result is as teach() gave it.
   TeachResult teach(const Lesson& lesson, const TeachOptions& opt,
                     const std::function<bool(const EpochStats&)>& on_epoch = {},
                     const std::function<void(size_t, size_t)>& on_progress = {});
