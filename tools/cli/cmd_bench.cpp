@@ -668,10 +668,7 @@ void run_bench(const BenchArgs& a) {
 }  // namespace
 
 void register_bench(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench", "Measure the native backbone: ms/image by threads and batch, and photos/s");
-  auto args = std::make_shared<BenchArgs>();
-  add_bench_options(cmd, *args);
-  cmd->callback([args] { run_bench(*args); });
+  add_command(app, "bench", "Measure the native backbone: ms/image by threads and batch, and photos/s", add_bench_options, run_bench);
 }
 
 }  // namespace petal::cli

@@ -453,7 +453,7 @@ void print_tables(const Bench& s, size_t targets, const std::map<int, Sums>& by_
 }
 
 // The runs: the new-class ones (each target, each k, each draw) and the corrections.
-void run_fewshot(const Bench& s, const std::vector<int>& targets) {
+void run_cases(const Bench& s, const std::vector<int>& targets) {
   const FewshotArgs& a = s.a;
   const bool corrections = !a.no_corrections && a.dump.empty();
   const auto k_list = !a.dump.empty() ? std::vector<int>{a.dump_k} : parse_ints(a.ks, "--k");
@@ -525,36 +525,37 @@ void add_fewshot_options(CLI::App* cmd, FewshotArgs& a) {
   cmd->add_option("--dump-study", a.study, "for studying methods outside Petal: write every feature (training views, validation) and each left-out class's base model (head + bank) to this folder, then stop");
 }
 
+// The data, features and pool of the runs, then the runs (or the study dump).
+void run_fewshot(const FewshotArgs& a) {
+  Recipe r = recipe_by_name("petal");
+  if (a.no_views) {
+    r.flips = false;
+    r.extra_views.clear();
+  }
+  Dataset d = open_dataset(a.data, 0.2, 123);
+  if (d.class_names.size() < 3) throw Error("the benchmark leaves one class out and needs at least 3 classes; '" + d.root + "' has " + std::to_string(d.class_names.size()));
+  const std::vector<int> targets = target_classes(a, d);
+  Bundle b = load_backbone(a.model);
+  FeatureSource src(b, r.prep, size_t(a.threads));
+  FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(r.prep), src.dim());
+  ExtractOptions eo;
+  eo.flips = r.flips || a.mirror;  // the recipe's views include the mirror image; --mirror teaches with it
+  eo.extra_views = r.extra_views;
+  const FeatureTable train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
+  const FeatureTable val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{});
+  ComputePool pool{size_t(a.threads)};
+  TeachOptions opt = a.opt;
+  if (a.no_estimate) opt.estimate_folds = 0;
+  const Bench s{a, d, r, b, src.model_id(), train, val, pool.get(), opt, d.class_names.size(), train.dim, val.files.size()};
+  if (!a.study.empty()) return write_study(s, targets);
+  run_cases(s, targets);
+}
+
 }  // namespace
 
 void register_fewshot(CLI::App& app) {
-  auto* cmd = app.add_subcommand("fewshot", "Benchmark teaching: a left-out class from k photos, and corrections (JSON lines + table)");
-  static FewshotArgs a;
-  add_fewshot_options(cmd, a);
-  cmd->callback([] {
-    Recipe r = recipe_by_name("petal");
-    if (a.no_views) {
-      r.flips = false;
-      r.extra_views.clear();
-    }
-    Dataset d = open_dataset(a.data, 0.2, 123);
-    if (d.class_names.size() < 3) throw Error("the benchmark leaves one class out and needs at least 3 classes; '" + d.root + "' has " + std::to_string(d.class_names.size()));
-    const std::vector<int> targets = target_classes(a, d);
-    Bundle b = load_backbone(a.model);
-    FeatureSource src(b, r.prep, size_t(a.threads));
-    FeatureCache cache(feature_cache_dir(), src.model_id(), preprocessing_key(r.prep), src.dim());
-    ExtractOptions eo;
-    eo.flips = r.flips || a.mirror;  // the recipe's views include the mirror image; --mirror teaches with it
-    eo.extra_views = r.extra_views;
-    const FeatureTable train = extract_features(d, subset_indices(d, Subset::Training), src, cache, eo);
-    const FeatureTable val = extract_features(d, subset_indices(d, Subset::Validation), src, cache, ExtractOptions{});
-    ComputePool pool{size_t(a.threads)};
-    TeachOptions opt = a.opt;
-    if (a.no_estimate) opt.estimate_folds = 0;
-    const Bench s{a, d, r, b, src.model_id(), train, val, pool.get(), opt, d.class_names.size(), train.dim, val.files.size()};
-    if (!a.study.empty()) return write_study(s, targets);
-    run_fewshot(s, targets);
-  });
+  add_command(app, "fewshot", "Benchmark teaching: a left-out class from k photos, and corrections (JSON lines + table)", add_fewshot_options,
+              run_fewshot);
 }
 
 }  // namespace petal::cli

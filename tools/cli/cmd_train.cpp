@@ -296,10 +296,7 @@ void run_train(const TrainArgs& a) {
 }  // namespace
 
 void register_train(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train the classifier head (Dense 512 ReLU -> Dense N softmax) on a photo folder");
-  auto args = std::make_shared<TrainArgs>();
-  add_train_options(cmd, *args);
-  cmd->callback([args] { run_train(*args); });
+  add_command(app, "train", "Train the classifier head (Dense 512 ReLU -> Dense N softmax) on a photo folder", add_train_options, run_train);
 }
 
 }  // namespace petal::cli

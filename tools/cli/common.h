@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -33,6 +34,16 @@ void register_quantize(CLI::App& app);
 void register_preprocess(CLI::App& app);
 void register_teach(CLI::App& app);
 void register_fewshot(CLI::App& app);
+
+// A command whose options fill an `Args` struct (`options`) and that then runs `run` on it (petal
+// train, bench, fewshot); the struct lives as long as the app.
+template <class Args>
+void add_command(CLI::App& app, const char* name, const char* about, void (*options)(CLI::App*, Args&), void (*run)(const Args&)) {
+  auto* cmd = app.add_subcommand(name, about);
+  auto args = std::make_shared<Args>();
+  options(cmd, *args);
+  cmd->callback([args, run] { run(*args); });
+}
 
 std::vector<uint8_t> read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);  // atomic (tmp + rename)
