@@ -573,6 +573,9 @@ function wire() {
   $('add-class').addEventListener('submit', async (e) => {
     e.preventDefault();
     const name = $('new-class').value.trim();
+    // the engine answers asynchronously: no stale answer meanwhile; data-kind is set when it has
+    $('add-class-msg').textContent = '';
+    delete $('add-class-msg').dataset.kind;
     const why = state.ready ? await validateClass(name, false) : 'wait a moment: the model is still loading';
     $('add-class-msg').textContent = why;
     $('add-class-msg').dataset.kind = why ? 'error' : 'ok';

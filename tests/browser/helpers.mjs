@@ -71,6 +71,15 @@ export async function waitEngine(page, timeout = 120000) {
   if (state !== 'ready') throw new Error(`the page did not start: ${await page.textContent('#fatal')}`);
 }
 
+// Type a class name into *Add class* and submit it; waits for the engine's answer (the name checked
+// by class_name_problem) and returns the message the page shows.
+export async function addClass(page, name) {
+  await page.fill('#new-class', name);
+  await page.click('#add-class button');
+  await page.waitForFunction(() => document.getElementById('add-class-msg').dataset.kind !== undefined);
+  return page.textContent('#add-class-msg');
+}
+
 // Choose files through the page's file input, then wait until every card is finished.
 export async function choose(page, files) {
   const before = await page.locator('.card').count();

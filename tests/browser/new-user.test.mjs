@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { photosDir, repoRoot, requireData, serve, launch, freshContext, openPage, choose, cards, screenshot, tempDir } from './helpers.mjs';
+import { photosDir, repoRoot, requireData, serve, launch, freshContext, openPage, choose, cards, screenshot, tempDir, addClass } from './helpers.mjs';
 
 const OLD = ['daisy', 'dandelion', 'roses', 'tulips'];
 const NEW = 'sunflowers';
@@ -62,8 +62,7 @@ test('a model without sunflowers, imported and taught sunflowers from 10 photos,
     const before = Object.fromEntries((await cards(page)).map((c) => [c.name, c.top]));
 
     // teach: add the class, label 10 photos with *Label new photos as*, train
-    await page.fill('#new-class', NEW);
-    await page.click('#add-class button');
+    await addClass(page, NEW);
     assert.equal(await page.inputValue('#drop-label'), NEW);
     await choose(page, teachPhotos);
     await page.click('#train');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as ortNode from 'onnxruntime-node';
-import { photo, photosDir, repoRoot, withServerAndBrowser, freshContext, openPage, choose, screenshot, tempDir } from './helpers.mjs';
+import { photo, photosDir, repoRoot, withServerAndBrowser, freshContext, openPage, choose, screenshot, tempDir, addClass } from './helpers.mjs';
 import { loadPetal } from '../node/support.mjs';
 
 const env = withServerAndBrowser();
@@ -163,8 +163,7 @@ test('Export as ONNX: the downloaded file gives the page\'s probabilities in onn
     assert.deepEqual(a.classes, ['daisy', 'dandelion', 'roses', 'sunflowers', 'tulips']);
 
     // taught a new class in the page: the head's residual units are in the file
-    await page.fill('#new-class', NEW_CLASS);
-    await page.click('#add-class button');
+    await addClass(page, NEW_CLASS);
     await choose(page, CLOSE_UPS);
     await page.click('#train');
     await page.waitForFunction(() => ['done', 'failed'].includes(document.body.dataset.training), null, { timeout: 180000 });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import {
   DAISY, ROSE, photo, repoRoot, withServerAndBrowser, serve, freshContext, openPage, waitEngine, choose, cards,
-  cardOf, screenshot, tempDir,
+  cardOf, screenshot, tempDir, addClass,
 } from './helpers.mjs';
 
 const env = withServerAndBrowser();
@@ -286,19 +286,11 @@ test('every limit the page states or checks is the engine’s', async () => {
     const page = await openPage(context, env.server.url);
     assert.equal(await page.evaluate(() => document.getElementById('new-class').maxLength), lim.maxClassNameBytes);
     // a name within the field's length in characters but over the limit in bytes (2 per "é")
-    await page.fill('#new-class', 'é'.repeat(lim.maxClassNameBytes / 2 + 1));
-    await page.click('#add-class button');
-    assert.match(await page.textContent('#add-class-msg'), new RegExp(`is longer than ${lim.maxClassNameBytes} bytes$`));
+    assert.match(await addClass(page, 'é'.repeat(lim.maxClassNameBytes / 2 + 1)), new RegExp(`is longer than ${lim.maxClassNameBytes} bytes$`));
     // the engine's rule, not the page's: one class whatever the case of its letters
-    await page.fill('#new-class', 'Lily');
-    await page.click('#add-class button');
-    assert.match(await page.textContent('#add-class-msg'), /^Added “Lily”/);
-    await page.fill('#new-class', 'lILY');
-    await page.click('#add-class button');
-    assert.equal(await page.textContent('#add-class-msg'), "there is already a class 'Lily'");
-    await page.fill('#new-class', '   ');
-    await page.click('#add-class button');
-    assert.equal(await page.textContent('#add-class-msg'), 'a class name cannot be empty');
+    assert.match(await addClass(page, 'Lily'), /^Added “Lily”/);
+    assert.equal(await addClass(page, 'lILY'), "there is already a class 'Lily'");
+    assert.equal(await addClass(page, '   '), 'a class name cannot be empty');
   } finally {
     await context.close();
   }

@@ -12,7 +12,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DAISY, photo, requireData, serve, launch, freshContext, openPage, choose, cards, waitEngine, screenshot } from './helpers.mjs';
+import { DAISY, photo, requireData, serve, launch, freshContext, openPage, choose, cards, waitEngine, screenshot, addClass } from './helpers.mjs';
 
 // Close-ups of sunflower heads (they sit together in feature space, see teach.test.mjs): three
 // make the saved state, the fourth is the example whose save is interrupted, then saved for real.
@@ -168,8 +168,7 @@ test('a reload in the middle of a save keeps what was saved before, and saving s
     page.on('pageerror', (e) => pageErrors.push(e.message));
 
     // ---- the saved state: a new class from three photos, trained ---------------------------
-    await page.fill('#new-class', NEW_CLASS);
-    await page.click('#add-class button');
+    await addClass(page, NEW_CLASS);
     await choose(page, CLOSE_UPS.slice(0, 3));
     await page.selectOption('#drop-label', '');
     await choose(page, [DAISY]);  // scored, not labelled, never kept

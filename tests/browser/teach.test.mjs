@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import {
   DAISY, photo, repoRoot, requireData, serve, launch, freshContext, openPage, choose, cards, cardOf,
-  screenshot, foreignRequests, tempDir, waitEngine,
+  screenshot, foreignRequests, tempDir, waitEngine, addClass,
 } from './helpers.mjs';
 
 // Nine close-ups of sunflower heads that sit together in the backbone's feature space (picked by
@@ -70,8 +70,7 @@ test('a new class from 8 photos: trained in the page, used at once, kept across 
     const page = await openPage(context, server.url);
 
     // add the class; new photos are then labelled with it
-    await page.fill('#new-class', NEW_CLASS);
-    await page.click('#add-class button');
+    await addClass(page, NEW_CLASS);
     assert.equal(await page.locator(`#class-list .chip.new[data-class="${NEW_CLASS}"]`).count(), 1);
     assert.equal(await page.inputValue('#drop-label'), NEW_CLASS);
     await choose(page, CLOSE_UPS);
