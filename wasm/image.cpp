@@ -16,7 +16,14 @@
 #define STBI_ONLY_GIF
 #define STBI_NO_STDIO
 #define STBI_MAX_DIMENSIONS (1 << 16)
+// For a PNG whose first IDAT chunk is empty, stb_image copies 0 bytes to a null pointer
+// (memcpy(NULL, p, 0) in stbi__getn): harmless, but undefined behaviour, and the fuzz build's
+// UBSan stops on it. stb_image's copies go through this, which skips a copy of nothing.
+#include <cstring>
+static inline void* stbi_memcpy_nonempty(void* dst, const void* src, size_t n) { return n ? std::memcpy(dst, src, n) : dst; }
+#define memcpy stbi_memcpy_nonempty
 #include <stb/stb_image.h>
+#undef memcpy
 
 namespace petal {
 

@@ -124,6 +124,23 @@ TEST(FuzzRegressions, JpegHuffmanTableWithTooManyCodes) {
   EXPECT_EQ(m.find("Huffman table"), std::string::npos) << m;
 }
 
+// A PNG whose first IDAT chunk is empty (valid: the image data may be split anywhere): stb_image
+// copied 0 bytes to a null pointer, undefined behaviour that UBSan stopped on (fuzz_image found it).
+// A 1x1 grey pixel of 0x80 in a stored zlib block; stb_image checks no CRC, so those are zero.
+TEST(FuzzRegressions, PngWithAnEmptyFirstIdatChunk) {
+  const std::vector<uint8_t> png = {
+      0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a,                                     // signature
+      0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0, 0, 0, 0,  // 1x1, 8-bit grey
+      0, 0, 0, 0, 'I', 'D', 'A', 'T', 0, 0, 0, 0,                                       // the empty chunk
+      0, 0, 0, 13, 'I', 'D', 'A', 'T', 0x78, 0x01, 0x01, 0x02, 0x00, 0xfd, 0xff, 0x00, 0x80,
+      0x00, 0x82, 0x00, 0x81, 0, 0, 0, 0,                                               // filter 0, pixel 0x80, Adler-32
+      0, 0, 0, 0, 'I', 'E', 'N', 'D', 0, 0, 0, 0};
+  const Image im = decode_image(png.data(), png.size());
+  ASSERT_EQ(im.width, 1);
+  ASSERT_EQ(im.height, 1);
+  EXPECT_EQ(im.rgb, (std::vector<uint8_t>{0x80, 0x80, 0x80}));
+}
+
 // The Huffman check must not refuse real photos: every photo of the data set probes fine.
 TEST(FuzzRegressions, HuffmanCheckAcceptsEveryRealPhoto) {
   const std::filesystem::path dir = test::flowers_dir();
