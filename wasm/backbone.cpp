@@ -7,7 +7,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <thread>
 
 #include "error.h"
@@ -41,70 +40,8 @@ Shape window_out_shape(const Op& op, const Shape& is) {
   return Shape{int(op.out_h(is.h)), int(op.out_w(is.w)), op.kind == Op::Conv ? op.cout : is.c};
 }
 
-Shape op_out_shape(const Op& op, const Shape& is) {
-  switch (op.kind) {
-    case Op::Conv:
-    case Op::MaxPool: return window_out_shape(op, is);
-    case Op::Add: return is;
-    case Op::GlobalAvgPool: return Shape{1, 1, is.c};
-    case Op::Dense: return Shape{1, 1, op.cout};
-  }
-  return is;
-}
-
 // The ops whose output static int8 quantises (and calibration records).
 bool quantisable(const Op& op) { return op.kind == Op::Conv || op.kind == Op::MaxPool || op.kind == Op::Add; }
-
-// --- The residual fusion pass. ---
-// A residual Add (and its ReLU) done inside the convolution before it (our XNNPACK patch
-// xnn_petal_convolution_add_residual): for a convolution without a ReLU whose output is used only
-// by an Add whose other input is already defined and of the convolution's output shape. Neither
-// may be the features or the logits. The Add is then not built.
-struct Fusion {
-  size_t add;            // the Add's index in graph.ops
-  std::string residual;  // the Add's other input
-};
-
-struct FusionPlan {
-  std::vector<std::optional<Fusion>> of_conv;  // by op index
-  std::vector<bool> fused_away;                // the Adds done inside a convolution
-};
-
-std::optional<Fusion> fusable_add(const Graph& graph, const std::map<std::string, std::vector<size_t>>& users,
-                                  const std::map<std::string, Shape>& defined, size_t conv, const Shape& os) {
-  const Op& op = graph.ops[conv];
-  if (op.relu || op.name == graph.features || op.name == graph.logits) return std::nullopt;
-  const auto it = users.find(op.name);
-  if (it == users.end() || it->second.size() != 1 || graph.ops[it->second[0]].kind != Op::Add) return std::nullopt;
-  const Op& add = graph.ops[it->second[0]];
-  if (add.name == graph.features || add.name == graph.logits || add.inputs.size() != 2) return std::nullopt;
-  const std::string& other = add.inputs[0] == op.name ? add.inputs[1] : add.inputs[0];
-  if (other == op.name || !defined.count(other) || !(defined.at(other) == os)) return std::nullopt;
-  return Fusion{it->second[0], other};
-}
-
-// Walks the ops in the order the builder defines them, so that "already defined" means the same.
-FusionPlan plan_residual_fusion(const Graph& graph, bool enabled) {
-  FusionPlan plan{std::vector<std::optional<Fusion>>(graph.ops.size()), std::vector<bool>(graph.ops.size(), false)};
-  if (!enabled) return plan;
-  std::map<std::string, std::vector<size_t>> users;
-  for (size_t i = 0; i < graph.ops.size(); ++i)
-    for (auto& name : graph.ops[i].inputs) users[name].push_back(i);
-  std::map<std::string, Shape> defined{{"input", Shape{graph.input_h, graph.input_w, graph.input_c}}};
-  for (size_t i = 0; i < graph.ops.size(); ++i) {
-    if (plan.fused_away[i]) continue;
-    const Op& op = graph.ops[i];
-    if (op.inputs.empty() || !defined.count(op.inputs[0])) break;  // the builder reports it
-    const Shape os = op_out_shape(op, defined.at(op.inputs[0]));
-    if (op.kind == Op::Conv) plan.of_conv[i] = fusable_add(graph, users, defined, i, os);
-    if (plan.of_conv[i]) {
-      plan.fused_away[plan.of_conv[i]->add] = true;
-      defined[graph.ops[plan.of_conv[i]->add].name] = os;
-    }
-    defined[op.name] = os;
-  }
-  return plan;
-}
 
 // --- The subgraph builder. ---
 // How the convolutions compute (BackboneOptions::int8 and record_ranges):
@@ -161,7 +98,7 @@ class SubgraphBuilder {
   uint32_t define(const std::vector<size_t>& dims, const float* data, uint32_t ext, uint32_t flags);
   uint32_t define_q(const std::vector<size_t>& dims, const Quant& qp);
   uint32_t output(size_t i, const Shape& os, const Outlet& o, const Quant* qp);
-  Outlet outlet(size_t i, const std::optional<Fusion>& fusion);
+  Outlet outlet(size_t i);
   // weights
   uint32_t static_tensor(const std::string& name, const std::vector<size_t>& shape);
   std::pair<uint32_t, const std::vector<float>*> int8_filter(const std::string& name, const std::vector<size_t>& shape);
@@ -176,8 +113,8 @@ class SubgraphBuilder {
   ConvOperands conv_operands_qd8(const Op& op, const Val& in);
   ConvOperands conv_operands_qs8(const Op& op, const Val& in);
   // the ops
-  Val define_op(size_t i, const Val& in0, const Outlet& o, const std::optional<Fusion>& fusion);
-  Val conv(size_t i, const Val& in, const Outlet& o, const std::optional<Fusion>& fusion);
+  Val define_op(size_t i, const Val& in0, const Outlet& o);
+  Val conv(size_t i, const Val& in, const Outlet& o);
   Val max_pool(size_t i, const Val& in, const Outlet& o);
   Val add(size_t i, const Val& in, const Outlet& o);
   Val global_avg_pool(size_t i, const Val& in, const Outlet& o);
@@ -195,7 +132,7 @@ class SubgraphBuilder {
   std::map<uint32_t, uint32_t> quantised_;  // Qd8: fp32 value -> its per-image quantisation
   std::map<uint32_t, uint32_t> converted_;  // Qs8: value -> its conversion to the other type
   std::string map_name_;                    // the feature map's value, when it is an output
-  uint32_t conv_flags_ = 0;                 // our XNNPACK patches' switches (options.winograd, loop_order)
+  uint32_t conv_flags_ = 0;                 // our XNNPACK patches' switches (options.winograd, loop_order, fuse_residual)
   Result result_;
 };
 
@@ -205,6 +142,7 @@ SubgraphBuilder::SubgraphBuilder(xnn_subgraph_t sg, const Graph& graph, const Bu
     : sg_(sg), graph_(graph), bundle_(bundle), options_(options), mode_(mode), ranges_(std::move(ranges)),
       float_copies_(float_copies), store_(store) {
   if (!options.winograd) conv_flags_ |= XNN_FLAG_PETAL_NO_WINOGRAD;
+  if (!options.fuse_residual) conv_flags_ |= XNN_FLAG_PETAL_NO_RESIDUAL_FUSION;
   if (options.loop_order == BackboneOptions::LoopOrder::Xnnpack) conv_flags_ |= XNN_FLAG_PETAL_XNNPACK_LOOP_ORDER;
   if (options.loop_order == BackboneOptions::LoopOrder::WeightsOuter) conv_flags_ |= XNN_FLAG_PETAL_WEIGHTS_OUTER_ALWAYS;
   float_copies_.reserve(graph.ops.size() * 2);
@@ -240,11 +178,10 @@ uint32_t SubgraphBuilder::output(size_t i, const Shape& os, const Outlet& o, con
   return qp ? define_q(dims, *qp) : define(dims, nullptr, o.ext, o.flags);
 }
 
-Outlet SubgraphBuilder::outlet(size_t i, const std::optional<Fusion>& fusion) {
+Outlet SubgraphBuilder::outlet(size_t i) {
   const Op& op = graph_.ops[i];
   Outlet o;
-  // a convolution whose fused add makes the feature map writes the map itself
-  o.is_map = !map_name_.empty() && (op.name == map_name_ || (fusion && graph_.ops[fusion->add].name == map_name_));
+  o.is_map = !map_name_.empty() && op.name == map_name_;
   o.ext = op.name == graph_.features ? kFeaturesId : op.name == graph_.logits ? kLogitsId : o.is_map ? kMapId : XNN_INVALID_VALUE_ID;
   if (mode_ == Mode::Record && quantisable(op) && o.ext == XNN_INVALID_VALUE_ID) {
     o.ext = kFirstRecordedId + uint32_t(result_.recorded.size());
@@ -258,13 +195,11 @@ SubgraphBuilder::Result SubgraphBuilder::build() {
   const Shape in_shape{graph_.input_h, graph_.input_w, graph_.input_c};
   const std::vector<size_t> in_dims{1, size_t(in_shape.h), size_t(in_shape.w), size_t(in_shape.c)};
   vals_["input"] = Val{define(in_dims, nullptr, kInputId, XNN_VALUE_FLAG_EXTERNAL_INPUT), in_shape, false, Quant{}, 0};
-  const FusionPlan fusions = plan_residual_fusion(graph_, options_.fuse_residual && (mode_ == Mode::Fp32 || mode_ == Mode::Qd8));
   for (size_t i = 0; i < graph_.ops.size(); ++i) {
-    if (fusions.fused_away[i]) continue;
     const Op& op = graph_.ops[i];
     const Val in0 = vals_.at(op.inputs.at(0));
-    const Outlet o = outlet(i, fusions.of_conv[i]);
-    const Val out = define_op(i, in0, o, fusions.of_conv[i]);
+    const Outlet o = outlet(i);
+    const Val out = define_op(i, in0, o);
     if (out.q && o.ext != XNN_INVALID_VALUE_ID) to_fp32(out, o.ext, o.flags);  // an int8 output the caller reads
     if (o.is_map) result_.map = Backbone::MapShape{out.shape.h, out.shape.w, out.shape.c};
     vals_[op.name] = out;
@@ -388,12 +323,12 @@ ConvOperands SubgraphBuilder::conv_operands_qs8(const Op& op, const Val& in) {
 
 // One op of the graph. Qs8's quantisable ops read int8 (their input converted when it is not);
 // every other op reads fp32.
-Val SubgraphBuilder::define_op(size_t i, const Val& in0, const Outlet& o, const std::optional<Fusion>& fusion) {
+Val SubgraphBuilder::define_op(size_t i, const Val& in0, const Outlet& o) {
   const Op& op = graph_.ops[i];
   const bool q = mode_ == Mode::Qs8 && quantisable(op);
   const Val in = q ? to_int8(in0) : Val{to_fp32(in0, XNN_INVALID_VALUE_ID, 0), in0.shape, false, Quant{}, in0.row};
   switch (op.kind) {
-    case Op::Conv: return conv(i, in, o, fusion);
+    case Op::Conv: return conv(i, in, o);
     case Op::MaxPool: return max_pool(i, in, o);
     case Op::Add: return add(i, in, o);
     case Op::GlobalAvgPool: return global_avg_pool(i, in, o);
@@ -402,7 +337,7 @@ Val SubgraphBuilder::define_op(size_t i, const Val& in0, const Outlet& o, const 
   throw Error("layer '" + op.name + "' is of an unknown kind");
 }
 
-Val SubgraphBuilder::conv(size_t i, const Val& in, const Outlet& o, const std::optional<Fusion>& fusion) {
+Val SubgraphBuilder::conv(size_t i, const Val& in, const Outlet& o) {
   const Op& op = graph_.ops[i];
   const Shape os = window_out_shape(op, in.shape);
   if (os.h <= 0 || os.w <= 0) throw Error("the model's input is too small for layer '" + op.name + "'");
@@ -411,18 +346,10 @@ Val SubgraphBuilder::conv(size_t i, const Val& in, const Outlet& o, const std::o
   const uint32_t out = output(i, os, o, in.q ? &qp : nullptr);
   const ConvOperands x = in.q ? conv_operands_qs8(op, in) : mode_ == Mode::Qd8 ? conv_operands_qd8(op, in) : conv_operands_fp32(op, in);
   const float inf = INFINITY;
-  // with the add fused, the convolution's clamp is the add's ReLU, applied after the add
-  const bool relu = fusion ? graph_.ops[fusion->add].relu : op.relu;
-  const uint32_t residual_id = fusion ? to_fp32(vals_.at(fusion->residual), XNN_INVALID_VALUE_ID, 0) : XNN_INVALID_VALUE_ID;
   check(xnn_define_convolution_2d(sg_, op.pad[0], op.pad[1], op.pad[2], op.pad[3], op.kh, op.kw, op.sh, op.sw, 1, 1, 1, op.cin,
-                                  op.cout, relu ? 0.f : -inf, inf, x.x, x.w, x.b, out,
+                                  op.cout, op.relu ? 0.f : -inf, inf, x.x, x.w, x.b, out,
                                   (op.same ? XNN_FLAG_TENSORFLOW_SAME_PADDING : 0) | conv_flags_),
         "define convolution " + op.name);
-  if (fusion) {
-    const Op& add = graph_.ops[fusion->add];
-    check(xnn_petal_convolution_add_residual(sg_, residual_id), "fuse " + add.name + " into " + op.name);
-    vals_[add.name] = Val{out, os, false, Quant{}, int(fusion->add + 1)};
-  }
   return Val{out, os, in.q, qp, int(i + 1)};
 }
 

@@ -35,9 +35,11 @@ struct BackboneOptions {
   bool transient_indirection = false;  // XNN_FLAG_TRANSIENT_INDIRECTION_BUFFER
   bool weights_cache = false;          // pack weights into an XNNPACK weights cache
   // A residual Add (and its ReLU) whose input is a convolution's only use is done inside that
-  // convolution, on each block of output while it is in cache (our XNNPACK patch
-  // xnn_petal_convolution_add_residual), instead of two passes over memory of its own. Same
-  // arithmetic, same results to the bit; off only to measure it (fp32 and QD8; not static int8).
+  // convolution, on each block of output while it is in cache, instead of two passes over memory
+  // of its own: XNNPACK's subgraph optimiser does the rewrite (xnnpack-residual-add.patch, which
+  // says when it applies; off: XNN_FLAG_PETAL_NO_RESIDUAL_FUSION). Same arithmetic, same results to
+  // the bit; off only to measure it. fp32 and QD8 adds only (static int8 adds stay apart), and not
+  // after a Winograd convolution.
   bool fuse_residual = true;
   // Our other XNNPACK patches, switched per convolution by flags declared in the patched
   // xnnpack.h; the defaults are what the engine uses, the others are for measuring the patches

@@ -645,11 +645,18 @@ TEST(Ops, ResidualAddAfterAWinogradConvolutionUnfused) {
   check(winograd_then_add(), {c});
 }
 
-// Disabled: a known bug. The fusion plan (backbone.cpp, plan_residual_fusion) fuses the add into
-// this convolution, but XNNPACK runs it as Winograd, which has no residual epilogue:
-// xnn_setup_runtime fails ("a fused residual add needs a single-group GEMM or IGEMM convolution",
-// status 4) and Backbone::run throws. ResNet-50 escapes it only because its 3x3 convolutions end in
-// a ReLU. Enable once the fusion knows which convolutions can take it.
-TEST(Ops, DISABLED_ResidualAddFusedIntoAWinogradConvolution) {
-  check(winograd_then_add(), {Config{}});
+// With the fusion on, XNNPACK's rewrite (xnnpack-residual-add.patch) declines a convolution that
+// runs as Winograd, which has no residual epilogue: the convolution stays Winograd, the add runs on
+// its own, and the result matches. (When the fusion was planned in Petal it fused this add and
+// xnn_setup_runtime failed.)
+TEST(Ops, ResidualAddAfterAWinogradConvolutionIsNotFused) {
+  Config c;
+  check(winograd_then_add(), {c});
+  c.profile = true;
+  c.batch = 1;
+  const Net net = winograd_then_add();
+  Bundle bundle = net.bundle;
+  const Outcome o = run_engine(net, bundle, random_input(net.graph, c.batch, 3), c);
+  EXPECT_EQ(operators_named(o.ops, "Winograd"), 1u);
+  EXPECT_EQ(operators_named(o.ops, "Binary Elementwise"), 1u);  // the add (its ReLU is a unary one)
 }
