@@ -10,6 +10,7 @@
 #include "compute_pool.h"
 #include "dataset.h"
 #include "error.h"
+#include "photo_features.h"
 #include "recipes.h"
 #include "teach.h"
 
@@ -19,24 +20,17 @@ using nlohmann::json;
 namespace {
 
 // The features of each (path, class) photo, appended to `x`, and its class to `labels`; a photo that
-// cannot be read or decoded is skipped with a warning.
+// cannot be read or decoded is left out (analyse says which and why).
 void lesson_features(Engine& engine, const std::vector<std::pair<std::string, std::string>>& items, std::vector<float>& x,
                      std::vector<std::string>& labels) {
-  Progress bar("features", items.size());
-  size_t done = 0;
-  for (auto& [path, label] : items) {
-    LoadedFile lf = load_data_file(path);
-    try {
-      if (!lf.error.empty()) throw Error(lf.error);
-      auto f = engine.features_of_bytes(lf.bytes.data(), lf.bytes.size());
-      x.insert(x.end(), f.begin(), f.end());
-      labels.push_back(label);
-    } catch (const Error& e) {
-      std::fprintf(stderr, "petal: warning: skipped %s: %s\n", path.c_str(), e.what());
-    }
-    bar.update(++done);
+  std::vector<std::string> paths;
+  for (auto& item : items) paths.push_back(item.first);
+  const std::vector<Analysed> got = analyse(engine, paths, false);
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!got[i].error.empty()) continue;
+    x.insert(x.end(), got[i].features.begin(), got[i].features.end());
+    labels.push_back(items[i].second);
   }
-  bar.finish();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common.h"
+#include "dataset.h"
 #include "error.h"
 
 namespace petal::cli {
@@ -13,7 +14,9 @@ std::vector<Analysed> for_each_image(const std::vector<std::string>& images, con
   Progress bar(what, images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     try {
-      one(read_file(images[i]), i, out[i]);
+      LoadedFile lf = load_data_file(images[i]);  // checks the size limit before reading
+      if (!lf.error.empty()) throw Error(lf.error);
+      one(lf.bytes, i, out[i]);
     } catch (const Error& e) {
       out[i].error = e.what();
       std::fprintf(stderr, "%spetal: %s: %s\n", images.size() > 1 ? "\n" : "", images[i].c_str(), e.what());

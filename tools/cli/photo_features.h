@@ -1,4 +1,4 @@
-// Photos through the engine one at a time with a progress bar (petal features, petal predict):
+// Photos through the engine one at a time with a progress bar (petal features, predict, teach):
 // a photo that cannot be read or decoded gets its error and the others go on.
 #pragma once
 #include <cstdint>
