@@ -301,6 +301,10 @@ val probeImage(val image_bytes) {
 // (class_name_problem, wasm/engine.h: the rule's one home).
 std::string classNameProblem(std::string name, val others) { return class_name_problem(name, strings_of(others)); }
 
+// "" or what is wrong with an image file of `bytes` bytes (limits::image_bytes_problem), asked by
+// the page before it reads a photo.
+std::string imageBytesProblem(double bytes) { return limits::image_bytes_problem(bytes > 0 ? uint64_t(bytes) : 0); }
+
 // Decode (EXIF applied) to an RGBA thumbnail: {width, height, rgba: Uint8Array}.
 val thumbnailOf(val image_bytes, int max_side) {
   return guarded([&] {
@@ -325,8 +329,7 @@ val thumbnailOf(val image_bytes, int max_side) {
 // decoded, resized to height × width, caffe-preprocessed; Float32Array of height × width × 3 (NHWC).
 val inputOf(val image_bytes, int height, int width) {
   return guarded([&] {
-    if (!limits::input_side_ok(height) || !limits::input_side_ok(width))
-      throw Error("the input size must be " + std::to_string(limits::kMinInputSide) + " to " + std::to_string(limits::kMaxInputSide) + " pixels");
+    if (const std::string p = limits::input_size_problem(height, width); !p.empty()) throw Error("the input size " + p);
     auto bytes = bytes_of(image_bytes);
     return typed_copy(image_to_input(bytes.data(), bytes.size(), height, width), "Float32Array");
   });
@@ -384,6 +387,7 @@ EMSCRIPTEN_BINDINGS(petal) {
   emscripten::function("probeImage", &probeImage);
   emscripten::function("thumbnailOf", &thumbnailOf);
   emscripten::function("classNameProblem", &classNameProblem);
+  emscripten::function("imageBytesProblem", &imageBytesProblem);
   emscripten::function("inputOf", &inputOf);
   emscripten::function("threadsBuild", &threadsBuild);
   emscripten::function("limits", &limits_js);

@@ -66,9 +66,10 @@ Graph bundle_graph(const Bundle& bundle) {
   if (auto is = bundle.metadata.find("input_size"); is != bundle.metadata.end()) {
     int h = 0, w = 0;
     char x = 0, rest = 0;
-    if (std::sscanf(is->second.c_str(), "%d%c%d%c", &h, &x, &w, &rest) != 3 || x != 'x' || !limits::input_side_ok(h) || !limits::input_side_ok(w))
-      throw Error("the model bundle's input_size '" + is->second + "' is not HEIGHTxWIDTH between " +
-                  std::to_string(limits::kMinInputSide) + " and " + std::to_string(limits::kMaxInputSide));
+    if (std::sscanf(is->second.c_str(), "%d%c%d%c", &h, &x, &w, &rest) != 3 || x != 'x')
+      throw Error("the model bundle's input_size '" + is->second + "' is not HEIGHTxWIDTH; re-export the model");
+    if (const std::string p = limits::input_size_problem(h, w); !p.empty())
+      throw Error("the model bundle's input_size " + p + "; re-export the model");
     g.input_h = h;
     g.input_w = w;
   }

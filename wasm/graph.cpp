@@ -96,10 +96,8 @@ Graph Graph::from_json(const std::string& text) {
 }
 
 void Graph::validate() const {
-  if (!limits::input_side_ok(input_h) || !limits::input_side_ok(input_w) || input_c != 3)
-    throw Error("the model's input size is invalid (" + std::to_string(input_h) + "x" + std::to_string(input_w) + "x" +
-                std::to_string(input_c) + "; Petal runs " + std::to_string(limits::kMinInputSide) + ".." +
-                std::to_string(limits::kMaxInputSide) + " pixels a side, 3 channels)");
+  if (const std::string p = limits::input_size_problem(input_h, input_w); !p.empty()) throw Error("the model's input size " + p);
+  if (input_c != 3) throw Error("the model's input has " + std::to_string(input_c) + " channels; Petal runs 3 (RGB)");
   if (ops.empty()) throw Error("the model's graph has no operations");
   struct Shape { int64_t h, w, c; bool vec; };
   std::map<std::string, Shape> vals{{"input", {input_h, input_w, input_c, false}}};

@@ -237,11 +237,7 @@ std::string megapixels(uint64_t px) {
 }  // namespace
 
 ImageInfo probe_image(const uint8_t* data, size_t size) {
-  if (!data || size == 0) throw Error("the file is empty (0 bytes)");
-  if (size > limits::kMaxImageBytes)
-    throw Error("the file is " + std::to_string(size) + " bytes; the limit is " +
-                std::to_string(limits::kMaxImageBytes >> 20) + " MB (" + std::to_string(limits::kMaxImageBytes) +
-                " bytes) per image; save it smaller, e.g. as a JPEG");
+  if (const std::string p = limits::image_bytes_problem(data ? size : 0); !p.empty()) throw Error(p);
   ImageInfo info;
   info.format = sniff(data, size);
   if (info.format.empty()) throw Error(describe_unknown(data, size));

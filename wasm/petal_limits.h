@@ -3,6 +3,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 namespace petal::limits {
 
@@ -11,6 +13,19 @@ namespace petal::limits {
 constexpr uint64_t kMaxImagePixels = 50'000'000;
 // Largest image file accepted, in bytes.
 constexpr size_t kMaxImageBytes = 64u << 20;
+// What is wrong with an image file of this many bytes, "" when nothing: the one wording of this
+// limit, for the engine's decoder, the CLI's file reader and the page (Embind imageBytesProblem,
+// asked before a photo is even read). Sizes in MB of 10^6 bytes, as the page shows every size.
+inline std::string image_bytes_problem(uint64_t bytes) {
+  if (bytes == 0) return "the file is empty (0 bytes)";
+  if (bytes <= kMaxImageBytes) return "";
+  auto mb = [](uint64_t n) {
+    char s[32];
+    const int k = std::snprintf(s, sizeof s, "%.1f MB", double(n) / 1e6);
+    return std::string(s, k > 0 ? size_t(k) : 0);
+  };
+  return "the file is too large (" + mb(bytes) + "); photos up to " + mb(kMaxImageBytes) + " are accepted";
+}
 // Largest side of an image, in pixels (stb_image's own limit is 1 << 24).
 constexpr uint32_t kMaxImageSide = 1u << 16;
 // Smallest and largest side of the backbone's input, in pixels (a model's input_size, `petal
@@ -19,6 +34,13 @@ constexpr uint32_t kMaxImageSide = 1u << 16;
 constexpr int kMinInputSide = 32;
 constexpr int kMaxInputSide = 1024;
 constexpr bool input_side_ok(int side) { return side >= kMinInputSide && side <= kMaxInputSide; }
+// What is wrong with an input of height × width pixels, "" when nothing: the one wording of this
+// limit, which the graph, the bundle reader and inputOf put after what they checked.
+inline std::string input_size_problem(int height, int width) {
+  if (input_side_ok(height) && input_side_ok(width)) return "";
+  return std::to_string(height) + "x" + std::to_string(width) + " is outside the " + std::to_string(kMinInputSide) + " to " +
+         std::to_string(kMaxInputSide) + " pixels a side that Petal runs";
+}
 // Largest number of classes a head may have.
 constexpr size_t kMaxClasses = 1000;
 // Longest class name, in bytes of UTF-8.

@@ -219,9 +219,9 @@ async function pump() {
     refresh(photo);
     updateQueueStatus();
     try {
-      const max = limits().maxImageBytes;
-      if (file.size > max) throw new Error(`this file is too large (${formatMB(file.size)}); photos up to ${formatMB(max)} are accepted`);
-      if (file.size === 0) throw new Error('this file is empty');
+      // the engine's size rule (image_bytes_problem), before the file is read
+      const problem = await engine.call('checkImageBytes', { size: file.size });
+      if (problem) throw new Error(problem);
       let buf;
       try {
         buf = await file.arrayBuffer();

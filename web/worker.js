@@ -113,10 +113,7 @@ async function makeThumbnail(u8) {
 // One photo: its features, top classes and a small thumbnail. A photo the engine cannot use
 // answers {error} (a one-line reason) rather than failing the request.
 function bytesError(u8) {
-  if (u8.byteLength === 0) return 'this file is empty';
-  const max = M.limits().maxImageBytes;
-  if (u8.byteLength > max) return `this file is too large (${self.formatMB(u8.byteLength)}); photos up to ${self.formatMB(max)} are accepted`;
-  return null;
+  return M.imageBytesProblem(u8.byteLength) || null;  // before the bytes are copied into the engine
 }
 
 async function analyze({ bytes }) {
@@ -198,6 +195,11 @@ function importHead({ bytes }) {
   return { result: { classNames: engine.classNames(), bankRows: engine.bankRows() } };
 }
 
+// "" or what is wrong with a photo file of `size` bytes (the engine's rule: image_bytes_problem).
+function checkImageBytes({ size }) {
+  return { result: M.imageBytesProblem(size) };
+}
+
 // "" or what is wrong with a new class name (the engine's rule: class_name_problem).
 function checkClassName({ name, others }) {
   return { result: M.classNameProblem(name, others) };
@@ -215,7 +217,7 @@ function stats() {
   return { result: { wasmBytes: memory.byteLength } };
 }
 
-const handlers = { init, analyze, heatmap, classify, train, exportHead, exportOnnx, importHead, checkClassName, reset, stats };
+const handlers = { init, analyze, heatmap, classify, train, exportHead, exportOnnx, importHead, checkClassName, checkImageBytes, reset, stats };
 
 // One request at a time, in order.
 let queue = Promise.resolve();

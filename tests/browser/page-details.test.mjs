@@ -64,7 +64,7 @@ test('sizes are MB of 10^6 bytes: the download progress, a photo over the limit,
     assert.ok(lim.maxImageBytes < 70e6);
     await choose(page, [big]);
     assert.equal((await cardOf(page, 'huge.jpg')).message,
-      `this file is too large (70.0 MB); photos up to ${MB(lim.maxImageBytes)} are accepted`);
+      `the file is too large (70.0 MB); photos up to ${MB(lim.maxImageBytes)} are accepted`);
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
     const saved = path.join(dir, download.suggestedFilename());
@@ -297,8 +297,9 @@ test('every limit the page states or checks is the engine’s', async () => {
 });
 
 test('an engine built with other limits: the page states and checks those', async () => {
-  // The single-thread engine (no isolation), its glue changed on the way so that M.limits()
-  // answers a 100,000-byte photo limit and 12-byte class names, as if built with those.
+  // The single-thread engine (no isolation), its glue changed on the way so that M.limits() and
+  // M.imageBytesProblem() answer a 100,000-byte photo limit and 12-byte class names, as if built
+  // with those.
   const server = await serve({ isolation: false });
   // (page.route does not see the requests the page's service worker makes: keep it out)
   const { context } = await freshContext(env.browser, { serviceWorkers: 'block' });
@@ -309,8 +310,9 @@ test('an engine built with other limits: the page states and checks those', asyn
 ;(() => {
   const create = self.createPetal;
   self.createPetal = (opts) => create(opts).then((M) => {
-    const real = M.limits;
+    const real = M.limits, realBytes = M.imageBytesProblem;
     M.limits = () => ({ ...real(), maxImageBytes: 100000, maxClassNameBytes: 12 });
+    M.imageBytesProblem = (n) => (n > 100000 ? \`the file is too large (\${(n / 1e6).toFixed(1)} MB); photos up to 0.1 MB are accepted\` : realBytes(n));
     return M;
   });
 })();
@@ -325,7 +327,7 @@ test('an engine built with other limits: the page states and checks those', asyn
 
     await choose(page, [DAISY, BIG_DAISY]);
     assert.equal((await cardOf(page, path.basename(DAISY))).state, 'done');
-    assert.equal((await cardOf(page, path.basename(BIG_DAISY))).message, 'this file is too large (0.2 MB); photos up to 0.1 MB are accepted');
+    assert.equal((await cardOf(page, path.basename(BIG_DAISY))).message, 'the file is too large (0.2 MB); photos up to 0.1 MB are accepted');
 
     // a card's "New class…" field takes the same limit
     const select = page.locator('.card[data-state="done"] .label-select').first();

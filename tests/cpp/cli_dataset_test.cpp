@@ -107,7 +107,7 @@ TEST_F(Cli, PipelineEndToEnd) {
   for (auto& s : j1["skipped"]) reasons[fs::path(s["file"].get<std::string>()).filename().string()] = s["reason"];
   EXPECT_NE(reasons["corrupt.jpg"].find("truncated"), std::string::npos) << reasons["corrupt.jpg"];
   EXPECT_NE(reasons["notes.jpg"].find("text file"), std::string::npos) << reasons["notes.jpg"];
-  EXPECT_EQ(reasons["empty.jpg"], "empty file (0 bytes)");
+  EXPECT_EQ(reasons["empty.jpg"], "the file is empty (0 bytes)");
   EXPECT_NE(reasons["loop.jpg"].find("symlink loop"), std::string::npos);
   // one warning per skipped file, naming it (README: not an image)
   for (const char* f : {"daisy/corrupt.jpg", "roses/notes.jpg", "roses/empty.jpg", "roses/loop.jpg", "daisy/README"}) {

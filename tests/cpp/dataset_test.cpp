@@ -189,7 +189,7 @@ TEST(DatasetFiles, SkipReasons) {
   fs::create_symlink(p + "/missing.jpg", p + "/dangling.jpg");
   fs::create_directories(p + "/dir.jpg");
   ::mkfifo((p + "/fifo.jpg").c_str(), 0644);
-  EXPECT_EQ(load_data_file(p + "/empty.jpg").error, "empty file (0 bytes)");
+  EXPECT_EQ(load_data_file(p + "/empty.jpg").error, "the file is empty (0 bytes)");
   EXPECT_NE(load_data_file(p + "/loop.jpg").error.find("symlink loop"), std::string::npos);
   EXPECT_NE(load_data_file(p + "/dangling.jpg").error.find("broken symlink"), std::string::npos);
   EXPECT_EQ(load_data_file(p + "/dir.jpg").error, "not a regular file");

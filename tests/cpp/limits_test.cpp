@@ -91,8 +91,8 @@ TEST(Limits, ImageFileBytes) {
   const Image d = decode_image(b.data(), b.size());
   EXPECT_EQ(d.width, 320);
   b.push_back(0);
-  EXPECT_ERROR_HAS(decode_image(b.data(), b.size()), "the limit is 64 MB");
-  EXPECT_ERROR_HAS(probe_image(b.data(), b.size()), "67108865 bytes");
+  EXPECT_ERROR_HAS(decode_image(b.data(), b.size()), "the file is too large (67.1 MB); photos up to 67.1 MB are accepted");
+  EXPECT_ERROR_HAS(probe_image(b.data(), b.size()), "the file is too large (67.1 MB); photos up to 67.1 MB are accepted");
 }
 
 // kMaxClasses = 1000.
@@ -152,8 +152,14 @@ TEST(Limits, InputSide) {
   g.ops.resize(1);
   for (int side : {limits::kMinInputSide - 1, limits::kMaxInputSide + 1}) {
     g.input_h = g.input_w = side;
-    EXPECT_ERROR_HAS(g.validate(), "Petal runs 32..1024 pixels a side");
+    EXPECT_ERROR_HAS(g.validate(), "the model's input size " + std::to_string(side) + "x" + std::to_string(side) +
+                                       " is outside the 32 to 1024 pixels a side that Petal runs");
   }
+  g.input_h = g.input_w = 224;
+  g.input_c = 4;
+  EXPECT_ERROR_HAS(g.validate(), "the model's input has 4 channels; Petal runs 3 (RGB)");
+  EXPECT_EQ(limits::input_size_problem(224, 1025), "224x1025 is outside the 32 to 1024 pixels a side that Petal runs");
+  EXPECT_EQ(limits::input_size_problem(32, 1024), "");
   for (int side : {limits::kMinInputSide, limits::kMaxInputSide}) EXPECT_TRUE(limits::input_side_ok(side));
 }
 
@@ -210,4 +216,13 @@ TEST(Limits, BundleHeaderBytes) {
   const uint64_t hlen = limits::kMaxBundleHeaderBytes + 1;
   for (int i = 0; i < 8; ++i) past[size_t(i)] = uint8_t(hlen >> (8 * i));
   EXPECT_ERROR_HAS(read_bundle(past.data(), past.size(), "'big.safetensors'"), "the limit is 16 MB");
+}
+
+// The one wording of the image file size limit (kMaxImageBytes), which the CLI's reader and the page (Embind imageBytesProblem)
+// give too.
+TEST(Limits, ImageFileBytesWording) {
+  EXPECT_EQ(limits::image_bytes_problem(limits::kMaxImageBytes + 1), "the file is too large (67.1 MB); photos up to 67.1 MB are accepted");
+  EXPECT_EQ(limits::image_bytes_problem(70'000'000), "the file is too large (70.0 MB); photos up to 67.1 MB are accepted");
+  EXPECT_EQ(limits::image_bytes_problem(limits::kMaxImageBytes), "");
+  EXPECT_EQ(limits::image_bytes_problem(0), "the file is empty (0 bytes)");
 }

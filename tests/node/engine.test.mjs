@@ -174,6 +174,12 @@ test('bad input gives a JS exception with a one-line message, never a crash', ()
   assert.throws(() => new mt.Engine(bundle.subarray(0, bundle.length >> 1), 1), /truncated/);
   assert.throws(() => new mt.Engine(Buffer.from('{"not": "a bundle"}'), 1), /not a model bundle/);
   assert.throws(() => mt.probeImage(huge), /megapixels/);
+  // the size rule the page asks before reading a photo: the engine's words (image_bytes_problem)
+  const max = mt.limits().maxImageBytes;
+  assert.equal(mt.imageBytesProblem(max), '');
+  assert.equal(mt.imageBytesProblem(0), 'the file is empty (0 bytes)');
+  assert.equal(mt.imageBytesProblem(70e6), `the file is too large (70.0 MB); photos up to ${(max / 1e6).toFixed(1)} MB are accepted`);
+  assert.throws(() => mt.probeImage(new Uint8Array(0)), /the file is empty \(0 bytes\)/);
   // the engine still works after errors
   assert.equal(engines.mt.analyze(jpeg, 1).imagenet[0].label, 'daisy');
 });

@@ -222,15 +222,8 @@ LoadedFile load_data_file(const std::string& path) {
     r.error = "not a regular file";
     return r;
   }
-  if (st.st_size == 0) {
-    r.error = "empty file (0 bytes)";
-    return r;
-  }
-  if (uint64_t(st.st_size) > limits::kMaxImageBytes) {
-    r.error = "the file is " + std::to_string(st.st_size >> 20) + " MB; the limit is " +
-              std::to_string(limits::kMaxImageBytes >> 20) + " MB per image";
-    return r;
-  }
+  r.error = limits::image_bytes_problem(uint64_t(st.st_size));
+  if (!r.error.empty()) return r;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     r.error = std::string("unreadable: ") + std::strerror(errno);

@@ -64,7 +64,7 @@ std::vector<size_t> subset_indices(const Dataset& d, Subset s);
 std::vector<size_t> numpy_shuffle_permutation(size_t n, uint32_t seed);
 
 // Reading one photo of a data set: the bytes, or the reason it is skipped ("symlink loop",
-// "empty file (0 bytes)", "unreadable: Permission denied", ...). Never throws for a bad file.
+// "the file is empty (0 bytes)", "unreadable: Permission denied", ...). Never throws for a bad file.
 struct LoadedFile {
   std::vector<uint8_t> bytes;
   std::string error;
