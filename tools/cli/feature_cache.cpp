@@ -384,61 +384,160 @@ struct InterruptGuard {
   }
 };
 
-}  // namespace
-
-// long function: not split yet — the reader thread, the batch loop and the cache writes share one
-// queue, its lock and the interrupt state; splitting it is left for a change of its own (issue 15).
-FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indices, FeatureSource& src,
-                              FeatureCache& cache, const ExtractOptions& opt) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const size_t dim = src.dim(), n = indices.size();
-  if (cache.dim() != dim) throw Error("internal: feature cache and backbone disagree on the feature size");
-  const Preprocessing prep = src.preprocessing();
-  const size_t in_size = size_t(prep.size) * prep.size * 3;
-
-  // The views wanted (0 first), and per view and request slot the features found (pointers into
-  // the cache), or per slot why there are none.
+// The views an extraction wants: 0 (the photo), 1 (its mirror image) with flips, then the extra ones.
+std::vector<int> wanted_views(const ExtractOptions& opt) {
   std::vector<int> views{0};
   if (opt.flips) views.push_back(1);
   for (int v : opt.extra_views) {
     if (v < 2 || size_t(v) >= all_views().size()) throw Error("internal: extra views have ids from 2");
     if (std::find(views.begin(), views.end(), v) == views.end()) views.push_back(v);
   }
-  std::vector<std::vector<const float*>> got(views.size(), std::vector<const float*>(n, nullptr));
-  auto view_index = [&](int v) { return size_t(std::find(views.begin(), views.end(), v) - views.begin()); };
-  std::vector<std::string> error(n);
+  return views;
+}
+
+// The reader thread's work: each photo of the request read and hashed, and decoded into backbone
+// inputs for the views the cache lacks, pushed in request order. Stops early once the queue is.
+void read_photos(const Dataset& d, const std::vector<size_t>& indices, const std::vector<int>& views, const FeatureCache& cache,
+                 const Preprocessing& prep, Queue& queue) {
+  const size_t in_size = size_t(prep.size) * prep.size * 3;
+  for (size_t s = 0; s < indices.size(); ++s) {
+    Item it;
+    it.slot = s;
+    LoadedFile f = load_data_file(d.files[indices[s]].path);
+    if (!f.error.empty()) {
+      it.error = f.error;
+      if (!queue.push(std::move(it))) return;
+      continue;
+    }
+    it.digest = sha256(f.bytes.data(), f.bytes.size());
+    std::vector<int> missing;
+    for (int v : views)
+      if (!cache.find(it.digest, v)) missing.push_back(v);
+    if (!missing.empty()) {
+      try {
+        std::vector<float*> outs;
+        for (int v : missing) it.inputs.push_back({v, std::vector<float>(in_size)});
+        for (auto& [v, in] : it.inputs) outs.push_back(in.data());
+        photo_to_views(f.bytes.data(), f.bytes.size(), prep, missing, outs);
+      } catch (const Error& e) {
+        it.inputs.clear();
+        it.error = e.what();
+      }
+    }
+    if (!queue.push(std::move(it))) return;
+  }
+}
+
+// What an extraction has so far: per view and request slot the features (pointers into the
+// cache), or per slot why there are none; and the inputs waiting for the backbone, which run in
+// batches of `batch` and go to the cache as each batch finishes.
+class Found {
+ public:
+  Found(std::vector<int> views, size_t n, FeatureSource& src, FeatureCache& cache, size_t batch)
+      : views(std::move(views)), got(this->views.size(), std::vector<const float*>(n, nullptr)), error(n), src_(src),
+        cache_(cache), batch_(batch) {}
+
+  // One photo from the reader: its error, or each view from the cache or queued for the backbone.
+  void take(const Item& it) {
+    if (!it.error.empty()) {
+      error[it.slot] = it.error;
+      return;
+    }
+    for (int v : views) {
+      auto in = std::find_if(it.inputs.begin(), it.inputs.end(), [&](const auto& x) { return x.first == v; });
+      if (in == it.inputs.end()) {
+        got[view_index(v)][it.slot] = cache_.find(it.digest, v);
+        ++from_cache;
+        continue;
+      }
+      batch_in_.insert(batch_in_.end(), in->second.begin(), in->second.end());
+      batch_slots_.push_back({it.slot, v});
+      batch_digest_.push_back(it.digest);
+      if (batch_slots_.size() >= batch_) flush();
+    }
+  }
+
+  // The inputs waiting through the backbone, into the cache.
+  void flush() {
+    if (batch_slots_.empty()) return;
+    const size_t b = batch_slots_.size(), dim = src_.dim();
+    std::vector<float> out(b * dim);
+    src_.backbone().run(batch_in_.data(), b, out.data());
+    std::vector<FeatureCache::Entry> entries;
+    for (size_t i = 0; i < b; ++i) entries.push_back({batch_digest_[i], batch_slots_[i].second, out.data() + i * dim});
+    cache_.append(entries);
+    for (size_t i = 0; i < b; ++i) {
+      const auto [slot, v] = batch_slots_[i];
+      got[view_index(v)][slot] = cache_.find(batch_digest_[i], v);
+    }
+    computed += b;
+    batch_in_.clear();
+    batch_slots_.clear();
+    batch_digest_.clear();
+  }
+
+  const std::vector<int> views;
+  std::vector<std::vector<const float*>> got;  // [view index][slot]
+  std::vector<std::string> error;              // [slot]
   size_t computed = 0, from_cache = 0;
+
+ private:
+  size_t view_index(int v) const { return size_t(std::find(views.begin(), views.end(), v) - views.begin()); }
+
+  FeatureSource& src_;
+  FeatureCache& cache_;
+  const size_t batch_;
+  std::vector<float> batch_in_;
+  std::vector<std::pair<size_t, int>> batch_slots_;  // (slot, view) of each input waiting
+  std::vector<Digest> batch_digest_;
+};
+
+// The table of the photos with every view found, in request order; the others skipped with why.
+FeatureTable table_of(const Dataset& d, const std::vector<size_t>& indices, const Found& f, size_t dim, const ExtractOptions& opt) {
+  FeatureTable t;
+  t.dim = dim;
+  t.extra.resize(f.views.size() - 1 - (opt.flips ? 1 : 0));
+  for (size_t s = 0; s < indices.size(); ++s) {
+    const DataFile& file = d.files[indices[s]];
+    bool complete = f.error[s].empty();
+    for (auto& g : f.got) complete = complete && g[s];
+    if (!complete) {
+      const std::string why = f.error[s].empty() ? "no features (internal error)" : f.error[s];
+      t.skipped.push_back({file.path, why});
+      if (opt.warn) std::fprintf(stderr, "petal: warning: skipped %s: %s\n", file.path.c_str(), why.c_str());
+      continue;
+    }
+    t.files.push_back(indices[s]);
+    t.labels.push_back(file.label);
+    t.features.insert(t.features.end(), f.got[0][s], f.got[0][s] + dim);
+    size_t k = 1;
+    if (opt.flips) {
+      t.flipped.insert(t.flipped.end(), f.got[1][s], f.got[1][s] + dim);
+      k = 2;
+    }
+    for (size_t e = 0; e < t.extra.size(); ++e) t.extra[e].insert(t.extra[e].end(), f.got[k + e][s], f.got[k + e][s] + dim);
+  }
+  t.computed = f.computed;
+  t.from_cache = f.from_cache;
+  return t;
+}
+
+}  // namespace
+
+// A reader thread decodes photos (read_photos) while this one runs the backbone on batches
+// (Found); Ctrl-C finishes the batch in flight and keeps what was computed.
+FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indices, FeatureSource& src,
+                              FeatureCache& cache, const ExtractOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t dim = src.dim(), n = indices.size();
+  if (cache.dim() != dim) throw Error("internal: feature cache and backbone disagree on the feature size");
+  Found found(wanted_views(opt), n, src, cache, opt.batch);
 
   std::exception_ptr producer_error;
   Queue queue(4);
   std::thread producer([&] {
     try {
-      for (size_t s = 0; s < n; ++s) {
-        Item it;
-        it.slot = s;
-        LoadedFile f = load_data_file(d.files[indices[s]].path);
-        if (!f.error.empty()) {
-          it.error = f.error;
-          if (!queue.push(std::move(it))) break;
-          continue;
-        }
-        it.digest = sha256(f.bytes.data(), f.bytes.size());
-        std::vector<int> missing;
-        for (int v : views)
-          if (!cache.find(it.digest, v)) missing.push_back(v);
-        if (!missing.empty()) {
-          try {
-            std::vector<float*> outs;
-            for (int v : missing) it.inputs.push_back({v, std::vector<float>(in_size)});
-            for (auto& [v, in] : it.inputs) outs.push_back(in.data());
-            photo_to_views(f.bytes.data(), f.bytes.size(), prep, missing, outs);
-          } catch (const Error& e) {
-            it.inputs.clear();
-            it.error = e.what();
-          }
-        }
-        if (!queue.push(std::move(it))) break;
-      }
+      read_photos(d, indices, found.views, cache, src.preprocessing(), queue);
     } catch (...) {
       producer_error = std::current_exception();
     }
@@ -449,59 +548,22 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
 
   std::unique_ptr<Progress> bar;
   if (opt.progress && n > 1) bar = std::make_unique<Progress>("features", n);
-  // Inputs waiting for the backbone, and the (slot, view) they belong to.
-  std::vector<float> batch_in;
-  std::vector<std::pair<size_t, int>> batch_slots;
-  std::vector<Digest> batch_digest;
-  size_t done = 0;
-  auto run_batch = [&] {
-    if (batch_slots.empty()) return;
-    const size_t b = batch_slots.size();
-    std::vector<float> out(b * dim);
-    src.backbone().run(batch_in.data(), b, out.data());
-    std::vector<FeatureCache::Entry> entries;
-    for (size_t i = 0; i < b; ++i) entries.push_back({batch_digest[i], batch_slots[i].second, out.data() + i * dim});
-    cache.append(entries);
-    for (size_t i = 0; i < b; ++i) {
-      const auto [slot, v] = batch_slots[i];
-      got[view_index(v)][slot] = cache.find(batch_digest[i], v);
-    }
-    computed += b;
-    batch_in.clear();
-    batch_slots.clear();
-    batch_digest.clear();
-  };
   InterruptGuard guard;
   try {
-    for (;;) {
+    for (size_t done = 0;;) {
       if (g_interrupted) {
-        run_batch();
+        found.flush();
         if (bar) std::fputc('\n', stderr);
-        throw Error("interrupted: the " + std::to_string(computed) +
+        throw Error("interrupted: the " + std::to_string(found.computed) +
                     " features computed by this run are saved in the feature cache; run the same command again to go on");
       }
-      Item it = queue.pop();
+      const Item it = queue.pop();
       if (it.end) break;
-      if (!it.error.empty()) {
-        error[it.slot] = it.error;
-      } else {
-        for (int v : views) {
-          auto in = std::find_if(it.inputs.begin(), it.inputs.end(), [&](const auto& x) { return x.first == v; });
-          if (in == it.inputs.end()) {
-            got[view_index(v)][it.slot] = cache.find(it.digest, v);
-            ++from_cache;
-            continue;
-          }
-          batch_in.insert(batch_in.end(), in->second.begin(), in->second.end());
-          batch_slots.push_back({it.slot, v});
-          batch_digest.push_back(it.digest);
-          if (batch_slots.size() >= opt.batch) run_batch();
-        }
-      }
+      found.take(it);
       ++done;
       if (bar) bar->update(std::min(done, n));
     }
-    run_batch();
+    found.flush();
   } catch (...) {
     queue.stop();
     producer.join();
@@ -511,31 +573,7 @@ FeatureTable extract_features(const Dataset& d, const std::vector<size_t>& indic
   if (producer_error) std::rethrow_exception(producer_error);
   if (bar) bar->finish();
 
-  FeatureTable t;
-  t.dim = dim;
-  t.extra.resize(views.size() - 1 - (opt.flips ? 1 : 0));
-  for (size_t s = 0; s < n; ++s) {
-    const DataFile& f = d.files[indices[s]];
-    bool complete = error[s].empty();
-    for (auto& g : got) complete = complete && g[s];
-    if (!complete) {
-      const std::string why = error[s].empty() ? "no features (internal error)" : error[s];
-      t.skipped.push_back({f.path, why});
-      if (opt.warn) std::fprintf(stderr, "petal: warning: skipped %s: %s\n", f.path.c_str(), why.c_str());
-      continue;
-    }
-    t.files.push_back(indices[s]);
-    t.labels.push_back(f.label);
-    t.features.insert(t.features.end(), got[0][s], got[0][s] + dim);
-    size_t k = 1;
-    if (opt.flips) {
-      t.flipped.insert(t.flipped.end(), got[1][s], got[1][s] + dim);
-      k = 2;
-    }
-    for (size_t e = 0; e < t.extra.size(); ++e) t.extra[e].insert(t.extra[e].end(), got[k + e][s], got[k + e][s] + dim);
-  }
-  t.computed = computed;
-  t.from_cache = from_cache;
+  FeatureTable t = table_of(d, indices, found, dim, opt);
   t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return t;
 }
