@@ -32,7 +32,6 @@ void init_xnnpack() {
 
 struct Shape {
   int h, w, c;
-  bool operator==(const Shape& o) const { return h == o.h && w == o.w && c == o.c; }
 };
 
 // The output shape of a convolution or max pooling (not checked: the builder refuses h, w <= 0).
