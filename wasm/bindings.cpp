@@ -53,6 +53,22 @@ val typed_copy(const std::vector<T>& v, const char* ctor) {
   return out;
 }
 
+// An RGB image as the browser's ImageData takes it: {width, height, rgba: Uint8Array}.
+val rgba_js(const Image& t) {
+  std::vector<uint8_t> rgba(size_t(t.width) * t.height * 4);
+  for (size_t i = 0, n = size_t(t.width) * t.height; i < n; ++i) {
+    rgba[4 * i] = t.rgb[3 * i];
+    rgba[4 * i + 1] = t.rgb[3 * i + 1];
+    rgba[4 * i + 2] = t.rgb[3 * i + 2];
+    rgba[4 * i + 3] = 255;
+  }
+  val o = val::object();
+  o.set("width", t.width);
+  o.set("height", t.height);
+  o.set("rgba", typed_copy(rgba, "Uint8Array"));
+  return o;
+}
+
 val predictions_js(const std::vector<Prediction>& ps) {
   val arr = val::array();
   for (auto& p : ps) {
@@ -120,16 +136,30 @@ class JsEngine {
     return arr;
   }
 
-  // One backbone pass: {features: Float32Array, predictions: [...], imagenet: [...]}.
-  val analyze(val image_bytes, int k) {
+  // One backbone pass: {features: Float32Array, predictions: [...], imagenet: [...], thumb, ms}.
+  // thumb (when thumb_side > 0): the photo at most thumb_side pixels on its longest side, from the
+  // same decode, {width, height, rgba: Uint8Array}. ms = {decode: decoded, resized and preprocessed
+  // (Engine::features_of_bytes's first step) and the thumbnail drawn, backbone: the network, then
+  // the head}, for the page's profile of a drop.
+  val analyze(val image_bytes, int k, int thumb_side) {
     return guarded([&] {
       auto bytes = bytes_of(image_bytes);
-      std::vector<float> logits;
-      auto f = engine_->features_of_bytes(bytes.data(), bytes.size(), false, &logits);
+      const Graph& g = engine_->graph();
+      const double t0 = emscripten_get_now();
+      const Image rgb = decode_image(bytes.data(), bytes.size());
+      auto input = image_to_input(rgb, g.input_h, g.input_w);
       val out = val::object();
+      if (thumb_side > 0) out.set("thumb", rgba_js(thumbnail(rgb, thumb_side)));
+      const double t1 = emscripten_get_now();
+      std::vector<float> logits;
+      auto f = engine_->features_of_inputs(input.data(), 1, &logits);
       out.set("features", typed_copy(f, "Float32Array"));
       if (engine_->has_head()) out.set("predictions", predictions_js(engine_->classify_features(f.data(), k)));
       if (!logits.empty()) out.set("imagenet", predictions_js(engine_->imagenet_top(logits.data(), k)));
+      val ms = val::object();
+      ms.set("decode", t1 - t0);
+      ms.set("backbone", emscripten_get_now() - t1);
+      out.set("ms", ms);
       return out;
     });
   }
@@ -305,26 +335,6 @@ std::string classNameProblem(std::string name, val others) { return class_name_p
 // the page before it reads a photo.
 std::string imageBytesProblem(double bytes) { return limits::image_bytes_problem(bytes > 0 ? uint64_t(bytes) : 0); }
 
-// Decode (EXIF applied) to an RGBA thumbnail: {width, height, rgba: Uint8Array}.
-val thumbnailOf(val image_bytes, int max_side) {
-  return guarded([&] {
-    auto bytes = bytes_of(image_bytes);
-    Image t = thumbnail(decode_image(bytes.data(), bytes.size()), max_side);
-    std::vector<uint8_t> rgba(size_t(t.width) * t.height * 4);
-    for (size_t i = 0, n = size_t(t.width) * t.height; i < n; ++i) {
-      rgba[4 * i] = t.rgb[3 * i];
-      rgba[4 * i + 1] = t.rgb[3 * i + 1];
-      rgba[4 * i + 2] = t.rgb[3 * i + 2];
-      rgba[4 * i + 3] = 255;
-    }
-    val o = val::object();
-    o.set("width", t.width);
-    o.set("height", t.height);
-    o.set("rgba", typed_copy(rgba, "Uint8Array"));
-    return o;
-  });
-}
-
 // The engine's input for one photo, as the backbone (and an exported ONNX model) takes it:
 // decoded, resized to height × width, caffe-preprocessed; Float32Array of height × width × 3 (NHWC).
 val inputOf(val image_bytes, int height, int width) {
@@ -385,7 +395,6 @@ EMSCRIPTEN_BINDINGS(petal) {
       .function("bankLabels", &JsEngine::bankLabels)
       .function("bankRows", &JsEngine::bankRows);
   emscripten::function("probeImage", &probeImage);
-  emscripten::function("thumbnailOf", &thumbnailOf);
   emscripten::function("classNameProblem", &classNameProblem);
   emscripten::function("imageBytesProblem", &imageBytesProblem);
   emscripten::function("inputOf", &inputOf);

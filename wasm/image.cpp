@@ -452,7 +452,11 @@ void preprocess_caffe(const Image& img, float* out, bool flip) {
 }
 
 std::vector<float> image_to_input(const uint8_t* data, size_t size, int input_h, int input_w, bool flip) {
-  Image img = resize_image(decode_image(data, size), input_w, input_h);
+  return image_to_input(decode_image(data, size), input_h, input_w, flip);
+}
+
+std::vector<float> image_to_input(const Image& rgb, int input_h, int input_w, bool flip) {
+  Image img = resize_image(rgb, input_w, input_h);
   std::vector<float> out(size_t(input_h) * input_w * 3);
   preprocess_caffe(img, out.data(), flip);
   return out;

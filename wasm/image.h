@@ -37,6 +37,8 @@ void preprocess_caffe(const Image& img, float* out, bool flip = false);
 
 // decode → resize → preprocess in one call; returns size*size*3 floats.
 std::vector<float> image_to_input(const uint8_t* data, size_t size, int input_h, int input_w, bool flip = false);
+// The same from a decoded photo (the page also draws its thumbnail from that one decode).
+std::vector<float> image_to_input(const Image& rgb, int input_h, int input_w, bool flip = false);
 
 // A small RGB thumbnail (longest side `max_side`), for the page and the CLI's grid.
 Image thumbnail(const Image& img, int max_side);

@@ -30,6 +30,8 @@ const state = {
   repeats: [],         // photos skipped because they were already added: [{name, first, relabelled}]
   submitted: 0,        // files given to the queue since the page opened
   busy: false,
+  inFlight: 0,         // photos taken from the queue and not finished (send → finish)
+  profile: { photos: 0 }, // ms summed over the photos analysed, per stage (window.petalStats)
   training: false,
   history: [],
   stop: null,
@@ -197,7 +199,7 @@ function enqueue(files) {
 
 function updateQueueStatus() {
   const total = state.photos.length;
-  const left = state.queue.length + (state.busy ? 1 : 0);
+  const left = state.queue.length + state.inFlight;
   const errors = state.photos.filter((p) => p.state === 'error').length;
   let text = total ? `${total} photo${total === 1 ? '' : 's'}` : '';
   if (left && state.ready) text += ` · looking at ${state.submitted - left + 1} of ${state.submitted}…`;
@@ -208,54 +210,110 @@ function updateQueueStatus() {
   document.body.dataset.queue = left ? 'busy' : 'idle';
 }
 
-// Photos go to the worker one at a time, in order; only the thumbnail and the features are
-// kept, so thousands of photos keep memory steady.
+// Photos go to the worker in order; while it analyses one, the page reads the next and sends it,
+// so the worker never waits for the page. Only the thumbnail and the features are kept, so
+// thousands of photos keep memory steady. Cards finish in the order the photos were chosen.
 async function pump() {
   if (state.busy || !state.ready) return;
   state.busy = true;
-  while (state.queue.length) {
-    const { photo, file } = state.queue.shift();
-    photo.state = 'working';
-    refresh(photo);
-    updateQueueStatus();
-    try {
-      // the engine's size rule (image_bytes_problem), before the file is read
-      const problem = await engine.call('checkImageBytes', { size: file.size });
-      if (problem) throw new Error(problem);
-      let buf;
-      try {
-        buf = await file.arrayBuffer();
-      } catch {
-        throw new Error('this file could not be read (was it moved or deleted?)');
-      }
-      const digest = await digestOf(buf, file);
-      const first = state.byDigest.get(digest);
-      if (first && first !== photo) {
-        await skipRepeat(photo, first);
-        continue;
-      }
-      state.byDigest.set(digest, photo);
-      photo.digest = digest;
-      const r = await engine.call('analyze', { bytes: buf }, [buf]);
-      if (r.error) throw new Error(r.error);
-      photo.features = r.features;
-      photo.predictions = r.predictions;
-      photo.thumbBlob = r.thumb.blob;
-      photo.thumbUrl = URL.createObjectURL(r.thumb.blob);
-      // this session only, for "Where it looks": a dropped file is a handle, not the bytes; a camera
-      // frame's bytes are not kept (its map comes from the thumbnail)
-      if (!file.inMemory) photo.file = file;
-      photo.state = 'done';
-    } catch (e) {
-      photo.state = 'error';
-      photo.error = e.message;
-    }
-    refresh(photo);
-    if (photo.state === 'done' && photo.pendingLabel) await setLabel(photo, photo.pendingLabel);
-    delete photo.pendingLabel;
+  let sent = null;  // the photo the worker has, its answer not yet taken
+  while (state.queue.length || sent) {
+    const next = state.queue.length ? await send(state.queue.shift()) : null;
+    if (sent) await finish(sent);
+    sent = next;
   }
   state.busy = false;
   updateQueueStatus();
+}
+
+// The engine's size rule (image_bytes_problem) for a queued photo, before its file is read: asked
+// once for every queued photo not yet asked about, so the worker is asked once per drop.
+function sizeProblem(item) {
+  if (!item.problem) {
+    const unasked = [item, ...state.queue].filter((q) => !q.problem);
+    const answer = engine.call('checkImageBytes', { sizes: unasked.map((q) => q.file.size) });
+    unasked.forEach((q, i) => { q.problem = answer.then((problems) => problems[i]); });
+  }
+  return item.problem;
+}
+
+// Read one queued photo and send it to the worker: {photo, file, answer} for finish(), or
+// {photo, error} / {photo, repeatOf}. Nothing on its card changes here but "working", so that
+// cards finish in order.
+async function send(item) {
+  const { photo, file } = item;
+  const lap = stopwatch();
+  state.inFlight++;
+  photo.state = 'working';
+  refresh(photo);
+  updateQueueStatus();
+  lap('card');
+  try {
+    const problem = await sizeProblem(item);
+    if (problem) throw new Error(problem);
+    lap('check');
+    let buf;
+    try {
+      buf = await file.arrayBuffer();
+    } catch {
+      throw new Error('this file could not be read (was it moved or deleted?)');
+    }
+    lap('read');
+    const digest = await digestOf(buf, file);
+    lap('digest');
+    const first = state.byDigest.get(digest);
+    if (first && first !== photo) return { photo, repeatOf: first };
+    state.byDigest.set(digest, photo);
+    photo.digest = digest;
+    return { photo, file, answer: engine.call('analyze', { bytes: buf }, [buf]) };
+  } catch (e) {
+    return { photo, error: e.message };
+  }
+}
+
+// Take the worker's answer for a photo send() prepared, and finish its card.
+async function finish({ photo, file, answer, error, repeatOf }) {
+  state.inFlight--;
+  if (repeatOf) return skipRepeat(photo, repeatOf);
+  const lap = stopwatch();
+  try {
+    if (error) throw new Error(error);
+    const r = await answer;
+    if (r.error) throw new Error(r.error);
+    lap('worker');  // (the worker's own stages are in r.ms)
+    for (const [stage, ms] of Object.entries(r.ms)) addTime(stage, ms);
+    state.profile.photos++;
+    photo.features = r.features;
+    photo.predictions = r.predictions;
+    photo.thumbBlob = r.thumb.blob;
+    photo.thumbUrl = URL.createObjectURL(r.thumb.blob);
+    // this session only, for "Where it looks": a dropped file is a handle, not the bytes; a camera
+    // frame's bytes are not kept (its map comes from the thumbnail)
+    if (!file.inMemory) photo.file = file;
+    photo.state = 'done';
+  } catch (e) {
+    photo.state = 'error';
+    photo.error = e.message;
+  }
+  refresh(photo);
+  if (photo.state === 'done' && photo.pendingLabel) await setLabel(photo, photo.pendingLabel);
+  delete photo.pendingLabel;
+  lap('card');
+}
+
+// The profile of a drop: where the photos' time went, summed per stage (ms): the page's stages
+// (card, check, read, digest: they overlap the worker's) and the worker's (decode, backbone,
+// engineOther, thumbnail: analyze's own clock). lap(stage) adds the time since the last lap.
+function addTime(stage, ms) {
+  state.profile[stage] = (state.profile[stage] || 0) + ms;
+}
+function stopwatch() {
+  let t = performance.now();
+  return (stage) => {
+    const now = performance.now();
+    if (stage !== 'worker') addTime(stage, now - t);
+    t = now;
+  };
 }
 
 // ---- a photo added twice -----------------------------------------------------------------
@@ -633,7 +691,7 @@ async function main() {
   state.ready = true;
   document.body.dataset.engine = 'ready';
   // diagnostics for benchmarks (tests/browser/many-photos.bench.mjs)
-  window.petalStats = async () => ({ ...(await engine.call('stats')), photos: state.photos.length, queued: state.queue.length });
+  window.petalStats = async () => ({ ...(await engine.call('stats')), photos: state.photos.length, queued: state.queue.length, profile: { ...state.profile } });
   updateTeach();
   updateQueueStatus();
   pump();

@@ -71,6 +71,11 @@ test('first visit: model downloads with progress, threads engaged, a daisy, a ro
       assert.equal(c.predictions.length, 3, 'three classes shown as bars');
     }
     assert.equal(await page.locator('.card img').count(), 3, 'each card has a thumbnail');
+    // the profile of a drop (window.petalStats): where the three photos' time went
+    const { profile } = await page.evaluate(() => window.petalStats());
+    assert.equal(profile.photos, 3);
+    for (const stage of ['decode', 'backbone', 'thumbnail', 'read', 'digest']) assert.ok(profile[stage] > 0, `${stage}: ${profile[stage]}`);
+    assert.ok(profile.backbone > profile.decode, 'the backbone costs more than the decode');
     await screenshot(page, 'classify-first-visit');
 
     const foreign = foreignRequests(requests, server.url);

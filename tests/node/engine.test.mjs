@@ -36,7 +36,7 @@ for (const [name, engine] of Object.entries(engines)) {
 
 test('mt: ImageNet top-1 from the JPEG files equals the reference', () => {
   for (const im of golden.images) {
-    const r = engines.mt.analyze(fs.readFileSync(path.join(dataDir, im.file)), 5);
+    const r = engines.mt.analyze(fs.readFileSync(path.join(dataDir, im.file)), 5, 0);
     assert.equal(r.imagenet[0].index, im.imagenet_top5[0][0], im.file);
   }
 });
@@ -57,7 +57,7 @@ test('wasm features equal the native engine on the same photos', () => {
 test('daisies: "daisy" is in the ImageNet top-5 for at least 80% of the first 50', () => {
   let hits = 0;
   for (const file of flowerFiles('daisy', 50)) {
-    const r = engines.mt.analyze(fs.readFileSync(file), 5);
+    const r = engines.mt.analyze(fs.readFileSync(file), 5, 0);
     if (r.imagenet.some((p) => p.label === 'daisy')) hits++;
   }
   assert.ok(hits >= 40, `${hits}/50`);
@@ -168,7 +168,7 @@ test('bad input gives a JS exception with a one-line message, never a crash', ()
   ];
   for (const engine of Object.values(engines)) {
     for (const [bytes, re] of cases) {
-      assert.throws(() => engine.analyze(bytes, 3), (e) => e instanceof Error && re.test(e.message) && !e.message.includes('\n'));
+      assert.throws(() => engine.analyze(bytes, 3, 224), (e) => e instanceof Error && re.test(e.message) && !e.message.includes('\n'));
     }
   }
   assert.throws(() => new mt.Engine(bundle.subarray(0, bundle.length >> 1), 1), /truncated/);
@@ -180,6 +180,13 @@ test('bad input gives a JS exception with a one-line message, never a crash', ()
   assert.equal(mt.imageBytesProblem(0), 'the file is empty (0 bytes)');
   assert.equal(mt.imageBytesProblem(70e6), `the file is too large (70.0 MB); photos up to ${(max / 1e6).toFixed(1)} MB are accepted`);
   assert.throws(() => mt.probeImage(new Uint8Array(0)), /the file is empty \(0 bytes\)/);
-  // the engine still works after errors
-  assert.equal(engines.mt.analyze(jpeg, 1).imagenet[0].label, 'daisy');
+  // the engine still works after errors, and draws the card's thumbnail from the same decode
+  const r = engines.mt.analyze(jpeg, 1, 224);
+  assert.equal(r.imagenet[0].label, 'daisy');
+  const { width, height } = mt.probeImage(jpeg);
+  assert.equal(Math.max(r.thumb.width, r.thumb.height), 224);
+  assert.ok(Math.abs(r.thumb.width / r.thumb.height - width / height) < 0.01, `${r.thumb.width}×${r.thumb.height} keeps ${width}×${height}`);
+  assert.equal(r.thumb.rgba.length, r.thumb.width * r.thumb.height * 4);
+  assert.ok(r.thumb.rgba.every((v, i) => i % 4 !== 3 || v === 255), 'opaque');
+  assert.ok(r.ms.decode > 0 && r.ms.backbone > 0, 'the profile of a drop: decode and backbone times');
 });
