@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { DAISY, ROSE, TULIP, withServerAndBrowser, freshContext, openPage, drop, cards } from './helpers.mjs';
+import { DAISY, ROSE, TULIP, withServerAndBrowser, freshContext, launch, openPage, drop, cards } from './helpers.mjs';
 
 const env = withServerAndBrowser();
 
@@ -15,8 +15,8 @@ async function probabilities(page) {
     Object.fromEntries([...c.querySelectorAll('.pred')].map((b) => [b.dataset.label, Number(b.dataset.probability)]))])));
 }
 
-async function classifyWith(url, { noRelaxed = false } = {}) {
-  const { context, requests } = await freshContext(env.browser);
+async function classifyWith(url, { noRelaxed = false, browser = env.browser } = {}) {
+  const { context, requests } = await freshContext(browser);
   try {
     // Chromium 156 cannot turn relaxed SIMD off (--js-flags are not honoured for it), so a browser
     // without it is one whose WebAssembly.validate refuses any relaxed-SIMD opcode (0xfd, then
@@ -71,4 +71,30 @@ test('a browser without relaxed SIMD gets the SIMD128 build', async () => {
   assert.equal(r.build, 'mt');
   assert.doesNotMatch(r.text, /relaxed/);
   assert.deepEqual(r.wasm, ['petal-mt.wasm']);
+});
+
+// The int8 engine's relaxed dot product (i32x4.relaxed_dot_i8x16_i7x16_add_s) is lowered by V8 to
+// VPDPBUSD where the CPU has AVX-VNNI, and to PMADDUBSW elsewhere; XNNPACK's own int8 kernels only
+// run on the first, and Petal's 7-bit ones (tools/setup/xnnpack-relaxed-i7dot.patch) on the second.
+// V8's --no-enable-avx-vnni gives the second lowering on any x86 CPU: both must give fp32's
+// answers within a few percent.
+test('the relaxed int8 engine agrees with fp32 whichever way V8 lowers its dot product', async () => {
+  const fp32 = await classifyWith(`${env.server.url}?engine=fp32`);
+  const plain = await launch(['--js-flags=--no-enable-avx-vnni']);
+  try {
+    for (const [how, browser] of [['as V8 lowers it here', env.browser], ['without AVX-VNNI (7-bit kernels)', plain]]) {
+      const int8 = await classifyWith(`${env.server.url}?engine=int8`, { browser });
+      assert.equal(int8.build, 'mt-relaxed', how);
+      assert.match(int8.text, /int8/, how);
+      let worst = 0;
+      for (const [name, probs] of Object.entries(fp32.probs)) {
+        const [top] = Object.entries(probs).sort((a, b) => b[1] - a[1])[0];
+        worst = Math.max(worst, Math.abs(probs[top] - int8.probs[name][top]));
+      }
+      console.log(`  relaxed int8 ${how} vs fp32: largest top-class probability difference ${worst.toExponential(2)}`);
+      assert.ok(worst < 0.05 && worst > 0, `${how}: int8 and fp32 top-class probabilities differ by ${worst}`);
+    }
+  } finally {
+    await plain.close();
+  }
 });

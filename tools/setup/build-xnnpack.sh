@@ -16,11 +16,13 @@ SRC=$CACHE/src
 XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
 CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
 BUILD_REV=4   # bump when the flags below change, so caches are rebuilt
-# Our own XNNPACK patches, applied in this order; the cache is keyed by their content too.
-PATCHES=(xnnpack-weights-outer.patch xnnpack-residual-add.patch xnnpack-winograd.patch)
+# Our own XNNPACK patches, applied in this order; the cache is keyed by their content too. The
+# last only changes the relaxed-SIMD build, so only those variants are keyed by it.
+PATCHES=(xnnpack-weights-outer.patch xnnpack-residual-add.patch xnnpack-winograd.patch xnnpack-relaxed-i7dot.patch)
 PATCH_ID=$(cd "$HERE" && cat "${PATCHES[@]}" | sha256sum | cut -c1-12)
-KEY=$VARIANT; case $VARIANT in *-relaxed) KEY=$VARIANT-em$EMSCRIPTEN_VERSION ;; esac
-PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$KEY-r$BUILD_REV-$PATCH_ID
+KEY=$VARIANT BUILD_ID=$(cd "$HERE" && cat "${PATCHES[@]:0:3}" | sha256sum | cut -c1-12)
+case $VARIANT in *-relaxed) KEY=$VARIANT-em$EMSCRIPTEN_VERSION BUILD_ID=$PATCH_ID ;; esac
+PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$KEY-r$BUILD_REV-$BUILD_ID
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
 # one build per variant at a time (parallel set-ups would clobber each other's build folder)
 mkdir -p "$CACHE/xnnpack"
@@ -78,6 +80,9 @@ fi
 #   Native, 2 threads, batch 8: fp32 22.5 -> 20.9 ms per image, int8 10.1 -> 9.1.
 # - xnnpack-winograd.patch: Winograd F(2x2, 3x3) for fp32 3x3 stride-1 convolutions of 32-256
 #   channels, 2.25x fewer multiplies. Native, 2 threads, batch 8: 29.4 -> 26.3 ms per image.
+# - xnnpack-relaxed-i7dot.patch (relaxed-SIMD build only; no flag: it picks kernels once, by CPU):
+#   where XNNPACK's check turns its relaxed int8 dot-product kernels down (V8 on x86), run them
+#   on 7-bit dynamically quantized inputs, for which the relaxed dot product is exact everywhere.
 if [ ! -f "$XNN/.petal-patches-$PATCH_ID" ]; then
   for p in "${PATCHES[@]}"; do
     patch -d "$XNN" -p1 --forward --quiet < "$HERE/$p" \
