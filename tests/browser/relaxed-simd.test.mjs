@@ -1,7 +1,7 @@
 // The page picks its engine build by feature detection: where the browser validates a relaxed-SIMD
 // instruction (Chromium) it runs petal-*-relaxed, elsewhere (Safari, or Chromium with relaxed SIMD
 // turned off) the SIMD128 build. Relaxed fused multiply-adds round differently from a multiply
-// then an add, so the two builds' probabilities are compared within a tolerance (1e-4), not bit for bit.
+// then an add, so the two builds' fp32 probabilities are compared within a tolerance (1e-4), not bit for bit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -46,12 +46,12 @@ async function classifyWith(url, { noRelaxed = false, browser = env.browser } = 
   }
 }
 
-test('Chromium runs the relaxed-SIMD build and says so; ?simd=128 runs the SIMD128 build; they agree within 1e-4', async () => {
-  const relaxed = await classifyWith(env.server.url);
+test('Chromium runs the relaxed-SIMD build and says so; ?simd=128 runs the SIMD128 build; in fp32 they agree within 1e-4', async () => {
+  const relaxed = await classifyWith(`${env.server.url}?engine=fp32`);
   assert.equal(relaxed.build, 'mt-relaxed');
   assert.match(relaxed.text, /relaxed SIMD/);
   assert.deepEqual(relaxed.wasm, ['petal-mt-relaxed.wasm']);
-  const simd = await classifyWith(`${env.server.url}?simd=128`);
+  const simd = await classifyWith(`${env.server.url}?engine=fp32&simd=128`);
   assert.equal(simd.build, 'mt');
   assert.doesNotMatch(simd.text, /relaxed/);
   assert.deepEqual(simd.wasm, ['petal-mt.wasm']);

@@ -187,8 +187,9 @@ test('a new class from 8 photos: trained in the page, used at once, kept across 
       const cli1 = img.predictions[0];
       console.log(`  petal predict: ${path.basename(img.file)} ${cli1.label} ${cli1.probability.toFixed(4)} · page: ${page1[0]} ${page1[1].toFixed(4)}`);
       assert.equal(cli1.label, page1[0], `CLI vs page for ${img.file}`);
-      // the page's backbone weights are fp16, the CLI's fp32: the same answer, nearly the same number
-      assert.ok(Math.abs(cli1.probability - page1[1]) < 0.01, `${img.file}: CLI ${cli1.probability} vs page ${page1[1]}`);
+      // the page runs int8 convolutions (its default) on fp16 weights, the CLI fp32: the same answer,
+      // nearly the same number (within precision.test.mjs's bound for int8 against fp32)
+      assert.ok(Math.abs(cli1.probability - page1[1]) < 0.05, `${img.file}: CLI ${cli1.probability} vs page ${page1[1]}`);
     }
   } finally {
     await context.close();
