@@ -9,7 +9,7 @@
 //     photos, or N/4 when N < 2000) and the end, and the page's JS heap (measured after a forced
 //     garbage collection, through the DevTools protocol) grows only by what each card keeps.
 //
-//   node tests/browser/many-photos.bench.mjs [N=300] [--no-isolation] [--query engine=int8&simd=128]
+//   node tests/browser/many-photos.bench.mjs [N=300] [--no-isolation] [--query engine=fp32&simd=128] [--js-flags FLAGS]
 // --query: URL options for the page (web/boot.js: engine=int8|fp32, simd=128 for the SIMD128 build);
 // the engine line's build (data-build) and precision are printed, so the run says what it measured.
 import fs from 'node:fs';
@@ -21,6 +21,8 @@ const N = Number(process.argv.find((a) => /^\d+$/.test(a)) || 300);
 const isolation = !process.argv.includes('--no-isolation');
 const qi = process.argv.indexOf('--query');
 const query = qi > 0 ? process.argv[qi + 1].replace(/^\?/, '') : '';
+const ji = process.argv.indexOf('--js-flags');  // V8 flags, e.g. --no-enable-avx-vnni (as a CPU without it)
+const jsFlags = ji > 0 ? process.argv[ji + 1] : '';
 const CHECKPOINT = Math.min(500, Math.max(1, Math.floor(N / 4)));
 // What one more photo may add to the page's JS heap: its 2048 features (8 KB), predictions, a
 // thumbnail Blob handle and the card's DOM wrappers are expected; much more means a leak.
@@ -37,7 +39,7 @@ const load = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 console.log(`${new Date().toISOString()} · ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}) · load average ${load()}`);
 
 const server = await serve({ isolation });
-const browser = await launch();
+const browser = await launch(jsFlags ? [`--js-flags=${jsFlags}`] : []);
 const { context } = await freshContext(browser);
 const problems = [];
 try {
@@ -91,7 +93,7 @@ try {
     `wasm ${s.wasmMB.toFixed(0)} MB  js heap ${s.heapMB.toFixed(1)} MB (+ ${s.backingMB.toFixed(1)} MB array buffers)  ` +
     `dom ${s.nodes} nodes  longest task ${s.longestTaskMs.toFixed(0)} ms`);
   const built = await page.evaluate(() => [...document.querySelectorAll('[data-build]')].map((e) => `${e.dataset.build}: ${e.textContent.trim()}`).join(' | '));
-  console.log(`${N} photos, ${isolation ? 'threads build' : 'single-thread build'}${query ? `, ?${query}` : ''}, engine ready in ${page.readyMs} ms; engine line: ${built || '(no data-build)'}`);
+  console.log(`${N} photos, ${isolation ? 'threads build' : 'single-thread build'}${query ? `, ?${query}` : ''}${jsFlags ? `, --js-flags=${jsFlags}` : ''}, engine ready in ${page.readyMs} ms; engine line: ${built || '(no data-build)'}`);
   row(0, await full(true));
   await page.evaluate(() => { window.__longestDuring = 0; });
   const t0 = Date.now();
