@@ -58,7 +58,7 @@ export function parseArgs(defaults) {
   const out = { ...defaults };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
-    const m = argv[i].match(/^--([a-z-]+)(?:=(.*))?$/);
+    const m = argv[i].match(/^--([a-z0-9-]+)(?:=(.*))?$/);
     if (!m || !(m[1] in defaults)) {
       console.error(`bench: unknown argument ${argv[i]}; known: ${Object.keys(defaults).map((k) => '--' + k).join(' ')}`);
       process.exit(2);
