@@ -21,8 +21,9 @@ const N = Number(process.argv.find((a) => /^\d+$/.test(a)) || 300);
 const isolation = !process.argv.includes('--no-isolation');
 const qi = process.argv.indexOf('--query');
 const query = qi > 0 ? process.argv[qi + 1].replace(/^\?/, '') : '';
-const ji = process.argv.indexOf('--js-flags');  // V8 flags, e.g. --no-enable-avx-vnni (as a CPU without it)
-const jsFlags = ji > 0 ? process.argv[ji + 1] : '';
+// --js-flags FLAGS or --js-flags=FLAGS: V8 flags, e.g. --no-enable-avx-vnni (as a CPU without it)
+const ji = process.argv.findIndex((a) => a === '--js-flags' || a.startsWith('--js-flags='));
+const jsFlags = ji < 0 ? '' : process.argv[ji].startsWith('--js-flags=') ? process.argv[ji].slice('--js-flags='.length) : process.argv[ji + 1];
 const CHECKPOINT = Math.min(500, Math.max(1, Math.floor(N / 4)));
 // What one more photo may add to the page's JS heap: its 2048 features (8 KB), predictions, a
 // thumbnail Blob handle and the card's DOM wrappers are expected; much more means a leak.
