@@ -31,7 +31,7 @@ const state = {
   submitted: 0,        // files given to the queue since the page opened
   busy: false,
   inFlight: 0,         // photos taken from the queue and not finished (send → finish)
-  profile: { photos: 0 }, // ms summed over the photos analysed, per stage (window.petalStats)
+  profile: { photos: 0, page: {}, worker: {} }, // ms summed over the photos analysed, per stage (window.petalStats)
   training: false,
   history: [],
   stop: null,
@@ -281,8 +281,8 @@ async function finish({ photo, file, answer, error, repeatOf }) {
     if (error) throw new Error(error);
     const r = await answer;
     if (r.error) throw new Error(r.error);
-    lap('worker');  // (the worker's own stages are in r.ms)
-    for (const [stage, ms] of Object.entries(r.ms)) addTime(stage, ms);
+    lap(null);  // the wait for the worker: its own stages are in r.ms
+    for (const [stage, ms] of Object.entries(r.ms)) addTime('worker', stage, ms);
     state.profile.photos++;
     photo.features = r.features;
     photo.predictions = r.predictions;
@@ -302,17 +302,18 @@ async function finish({ photo, file, answer, error, repeatOf }) {
   lap('card');
 }
 
-// The profile of a drop: where the photos' time went, summed per stage (ms): the page's stages
-// (card, check, read, digest: they overlap the worker's) and the worker's (decode, backbone,
-// engineOther, thumbnail: analyze's own clock). lap(stage) adds the time since the last lap.
-function addTime(stage, ms) {
-  state.profile[stage] = (state.profile[stage] || 0) + ms;
+// The profile of a drop: where the photos' time went, summed per stage (ms), in two groups: the
+// page's stages (card, check, read, digest: they overlap the worker's) and the worker's (decode,
+// backbone, engineOther, thumbnail: analyze's own clock). lap(stage) adds the time since the last
+// lap to the page's `stage`; lap(null) only starts the next one.
+function addTime(group, stage, ms) {
+  state.profile[group][stage] = (state.profile[group][stage] || 0) + ms;
 }
 function stopwatch() {
   let t = performance.now();
   return (stage) => {
     const now = performance.now();
-    if (stage !== 'worker') addTime(stage, now - t);
+    if (stage) addTime('page', stage, now - t);
     t = now;
   };
 }
@@ -692,7 +693,7 @@ async function main() {
   state.ready = true;
   document.body.dataset.engine = 'ready';
   // diagnostics for benchmarks (tests/browser/many-photos.bench.mjs)
-  window.petalStats = async () => ({ ...(await engine.call('stats')), photos: state.photos.length, queued: state.queue.length, profile: { ...state.profile } });
+  window.petalStats = async () => ({ ...(await engine.call('stats')), photos: state.photos.length, queued: state.queue.length, profile: structuredClone(state.profile) });
   updateTeach();
   updateQueueStatus();
   pump();

@@ -120,13 +120,11 @@ try {
   // worker's stages): ms per photo. The page's stages overlap the worker's; the worker's summed
   // against the wall time says how long it sat idle.
   const prof = (await page.evaluate(() => window.petalStats())).profile || { photos: 0 };
-  const WORKER = ['decode', 'backbone', 'engineOther', 'thumbnail'];
-  const per = (k) => (prof[k] || 0) / prof.photos;
-  const list = (ks) => ks.map((k) => `${k} ${per(k).toFixed(1)}`).join(' · ');
-  const busy = WORKER.reduce((a, k) => a + per(k), 0);
-  if (prof.photos) console.log(`where a photo's time went, ms per photo (${prof.photos} analysed): worker: ${list(WORKER)} ` +
+  const list = (group) => Object.entries(group).map(([k, ms]) => `${k} ${(ms / prof.photos).toFixed(1)}`).join(' · ');
+  const busy = prof.photos ? Object.values(prof.worker).reduce((a, ms) => a + ms, 0) / prof.photos : 0;
+  if (prof.photos) console.log(`where a photo's time went, ms per photo (${prof.photos} analysed): worker: ${list(prof.worker)} ` +
     `= ${busy.toFixed(1)} of ${(1000 * secs / N).toFixed(1)} (idle ${(1000 * secs / N - busy).toFixed(1)}); ` +
-    `page, alongside: ${list(Object.keys(prof).filter((k) => k !== 'photos' && !WORKER.includes(k)))}`);
+    `page, alongside: ${list(prof.page)}`);
   console.log(`longest main-thread task while the photos were processed: ${(await page.evaluate(() => window.__longestDuring)).toFixed(0)} ms ` +
     `(${end.longestTaskMs.toFixed(0)} ms including the page's start)`);
 

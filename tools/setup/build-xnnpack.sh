@@ -17,10 +17,13 @@ XNN=$SRC/xnnpack-$XNNPACK_VERSION PTP=$SRC/pthreadpool-$PTHREADPOOL_VERSION
 CPUI=$SRC/cpuinfo-$CPUINFO_VERSION FXD=$SRC/fxdiv-$FXDIV_VERSION
 BUILD_REV=4   # bump when the flags below change, so caches are rebuilt
 # Our own XNNPACK patches, applied in this order; the cache is keyed by their content too. The
-# last only changes the relaxed-SIMD build, so only those variants are keyed by it.
-PATCHES=(xnnpack-weights-outer.patch xnnpack-residual-add.patch xnnpack-winograd.patch xnnpack-relaxed-i7dot.patch)
-PATCH_ID=$(cd "$HERE" && cat "${PATCHES[@]}" | sha256sum | cut -c1-12)
-KEY=$VARIANT BUILD_ID=$(cd "$HERE" && cat "${PATCHES[@]:0:3}" | sha256sum | cut -c1-12)
+# relaxed ones only change the relaxed-SIMD build, so only those variants are keyed by them.
+COMMON_PATCHES=(xnnpack-weights-outer.patch xnnpack-residual-add.patch xnnpack-winograd.patch)
+RELAXED_PATCHES=(xnnpack-relaxed-i7dot.patch)
+PATCHES=("${COMMON_PATCHES[@]}" "${RELAXED_PATCHES[@]}")
+patch_id() { (cd "$HERE" && cat "$@" | sha256sum | cut -c1-12); }
+PATCH_ID=$(patch_id "${PATCHES[@]}")
+KEY=$VARIANT BUILD_ID=$(patch_id "${COMMON_PATCHES[@]}")
 case $VARIANT in *-relaxed) KEY=$VARIANT-em$EMSCRIPTEN_VERSION BUILD_ID=$PATCH_ID ;; esac
 PREFIX=$CACHE/xnnpack/$XNNPACK_VERSION-$KEY-r$BUILD_REV-$BUILD_ID
 if [ -f "$PREFIX/.petal-ok" ]; then echo "$PREFIX"; exit 0; fi
