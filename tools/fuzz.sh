@@ -62,12 +62,14 @@ extra() {
 }
 
 # Where did a crash happen? The first frame of the sanitizer's (or the timeout's) stack that is
-# not a sanitizer interceptor or libFuzzer: prints "libhdf5" or "petal".
+# not a sanitizer interceptor, libFuzzer or the C library (a memcpy is blamed on its caller):
+# prints "libhdf5" or "petal".
 blame() {  # target artifact
   local out frame
   out=$(ASAN_OPTIONS=detect_leaks=0 "$B/fuzz_$1" -runs=1 -timeout=30 -rss_limit_mb=3072 -malloc_limit_mb=65536 "$2" 2>&1 || true)
   frame=$(printf '%s\n' "$out" | grep -E '^ +#[0-9]+ 0x[0-9a-f]+ in ' \
     | grep -vE ' in (__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::)' \
+    | grep -vE ' (string|sysdeps)/[^ ]*\.S:[0-9]+|\(/[^)]*/libc\.so[^)]*\)' \
     | grep -vE '\(/[^)]*/fuzz_[a-z0-9_]+\+0x[0-9a-f]+\)' | head -1)
   if ! printf '%s\n' "$out" | grep -qE 'ERROR: |runtime error|ALARM|deadly signal'; then echo none  # does not reproduce alone
   elif printf '%s' "$frame" | grep -q 'libhdf5'; then echo libhdf5; else echo petal; fi
