@@ -228,12 +228,16 @@ Head residual_head(const Head& h0, const Rows& rows, size_t C, size_t D, const T
   const size_t U = p.taught.size();
   // The units of the classes taught now replace any they had: their photos are all here again.
   Head h = h0.without_units_of(p.is_taught);
-  // With a new class, the model's scores are softened first: trained on its bank, it is surer of
-  // itself there than on new photos, and a new class would otherwise lose to it too often.
-  // The softening shrinks as the new class gets more photos (÷ 3 at 10 photos, none from 90).
+  // With a new class, the model's scores are softened: trained on its bank, it is surer of itself
+  // there than on new photos, and a new class would otherwise lose to it too often. In use, the
+  // softening shrinks as the new class gets more photos (÷ 3 at 10 photos, none from 90); the
+  // unit still learns against scores softened at least ÷ 3, so with many photos it does not learn
+  // to beat the model's over-confident bank by a margin that then takes the old classes' photos.
   const bool any_new = std::any_of(p.taught.begin(), p.taught.end(), [&](size_t c) { return !p.in_bank[c]; });
-  if (any_new) h.set_base_scale(1.f / std::max(1.f, opt.temperature * std::sqrt(10.f / float(std::max<size_t>(p.k_new, 1)))));
+  const float soften = opt.temperature * std::sqrt(10.f / float(std::max<size_t>(p.k_new, 1)));
+  if (any_new) h.set_base_scale(1.f / std::max(opt.temperature, soften));
   const auto base = h.logits(rows.x.data(), N, pool);  // the model's scores, N × C0
+  if (any_new) h.set_base_scale(1.f / std::max(1.f, soften));
   UnitTrainer units(p, rows, base, C0, C, D, opt, pool);
   const int steps_per_epoch = std::max(1, opt.steps / std::max(1, opt.epochs));
   const size_t total = size_t(steps_per_epoch) * size_t(opt.epochs);

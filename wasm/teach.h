@@ -43,7 +43,8 @@ struct TeachOptions {
   float l2 = 0.f;              // weight penalty of a new class's unit
   float l2_known = 0.1f;       // ... and of a known class's (corrections must not overreach)
   // The model's scores are divided by this before a new class's unit joins them, at 10 photos of
-  // it; by temperature·√(10/k) (at least 1) at k photos.
+  // it; by temperature·√(10/k) (at least 1) at k photos. The unit learns against them divided by
+  // at least this.
   float temperature = 3.f;
   bool from_model = true;      // false: a new head from the bank and the photos (as the page did before)
   // A new head (a model without one, or from_model false): minibatch training like petal train.
