@@ -258,6 +258,9 @@ class JsEngine {
         o.set("photos", e.photos);
         o.set("tested", e.tested);
         o.set("recall", e.recall);
+        o.set("low", e.low);
+        o.set("high", e.high);
+        o.set("weak", estimate_is_weak(e));
         o.set("confusedWith", e.confused_with);
         o.set("confusedCount", e.confused_count);
         o.set("hint", estimate_hint(e));

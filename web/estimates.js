@@ -9,7 +9,8 @@ function el(tag, cls, text) {
   return e;
 }
 
-// estimates: [{name, isNew, photos, tested, recall (-1: not measurable), confusedWith, hint}]
+// estimates: [{name, isNew, photos, tested, recall (-1: not measurable), low, high (where the real
+// recall likely lies), weak, confusedWith, hint}]
 export function renderEstimates(list, estimates) {
   list.replaceChildren(...estimates.map((e) => {
     const li = el('li', 'estimate');
@@ -23,10 +24,17 @@ export function renderEstimates(list, estimates) {
     const bar = el('div', 'estimate-bar');
     const fill = el('div', 'estimate-fill');
     fill.style.width = known ? `${(100 * e.recall).toFixed(1)}%` : '0';
-    if (known && e.recall < 0.8) fill.classList.add('weak');
-    bar.append(fill);
+    if (e.weak) fill.classList.add('weak');
+    // the likely range, drawn over the bar: few held-out photos make it wide
+    const range = el('div', 'estimate-range');
+    range.hidden = !known;
+    if (known) Object.assign(range.style, { left: `${(100 * e.low).toFixed(1)}%`, width: `${(100 * (e.high - e.low)).toFixed(1)}%` });
+    bar.append(fill, range);
+    const pct = (v) => Math.round(100 * v);
     const what = e.photos ? `${e.photos} labelled photo${e.photos === 1 ? '' : 's'}` : 'examples that came with the model';
-    const note = el('p', 'estimate-note', known ? `checked on ${e.tested} held-out ${e.photos ? 'photos' : 'examples'} · ${what}` : `not checked: ${what}`);
+    const note = el('p', 'estimate-note', known
+      ? `likely ${pct(e.low)}–${pct(e.high)}%: checked on ${e.tested} held-out ${e.photos ? 'photos' : 'examples'} · ${what}`
+      : `not checked: ${what}`);
     li.append(head, bar, note);
     if (e.hint) li.append(el('p', 'estimate-hint', e.hint));
     return li;

@@ -74,7 +74,8 @@ test('a model without sunflowers, imported and taught sunflowers from 10 photos,
     assert.equal(await page.inputValue('#drop-label'), '', 'photos dropped now are tried, not labelled');
     const estimates = await page.$$eval('#estimates li', (ls) => ls.map((l) => l.textContent));
     assert.equal(estimates.length, 5, estimates.join(' | '));
-    assert.ok(estimates.some((e) => e.includes(NEW)), estimates.join(' | '));
+    const shown = estimates.find((e) => e.includes(NEW)) ?? '';
+    assert.match(shown, /likely \d+–\d+%: checked on 10 held-out photos/, 'the estimate says how sure it is');
     await screenshot(page, 'new-user-taught');
 
     const after = Object.fromEntries((await cards(page)).map((c) => [c.name, c.top]));

@@ -120,9 +120,18 @@ TEST(Teach, NewClassFromTenPhotosIsLearnedAndTheOldClassesAreKept) {
   EXPECT_EQ(e.tested, 10) << "every photo held out once";
   EXPECT_GE(e.recall, 0.0);
   EXPECT_LE(e.recall, 1.0);
+  // 10 held-out photos cannot pin the recall down, and the estimate says so: its likely range
+  // around it is at least 20 points wide (a 90 % Wilson interval), wider than on 40 bank rows
+  EXPECT_LE(e.low, e.recall);
+  EXPECT_GE(e.high, e.recall);
+  EXPECT_GE(e.high - e.low, 0.2) << e.low << "-" << e.high;
   for (size_t c = 0; c < 4; ++c) {
-    EXPECT_FALSE(t.estimates[c].is_new);
-    EXPECT_EQ(t.estimates[c].tested, 40) << "each bank row held out once";
+    const ClassEstimate& o = t.estimates[c];
+    EXPECT_FALSE(o.is_new);
+    EXPECT_EQ(o.tested, 40) << "each bank row held out once";
+    EXPECT_TRUE(0 <= o.low && o.low <= o.recall && o.recall <= o.high && o.high <= 1) << o.name << ": " << o.low << "-" << o.high;
+    if (o.recall == 1) EXPECT_EQ(o.high, 1.0) << o.name << ": all right, and the range reaches 100 %";
+    if (e.recall >= 0.5 && o.recall >= e.recall) EXPECT_LT(o.high - o.low, e.high - e.low) << o.name << ": 40 rows give a narrower range than 10 photos";
   }
   // deterministic for a seed
   TeachResult again = teach(m.base(), lesson, TeachOptions{});

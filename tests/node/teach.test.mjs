@@ -80,6 +80,8 @@ test('a few-shot case taught in wasm gives the native numbers', async () => {
     assert.equal(e.name, nativeEstimates[i].name);
     assert.equal(e.tested, nativeEstimates[i].tested);
     assert.ok(Math.abs(e.recall - nativeEstimates[i].recall) < 1e-9, `${e.name}: estimate wasm ${e.recall} vs native ${nativeEstimates[i].recall}`);
+    for (const end of ['low', 'high']) assert.ok(Math.abs(e[end] - nativeEstimates[i][end]) < 1e-9, `${e.name}: ${end} wasm ${e[end]} vs native ${nativeEstimates[i][end]}`);
+    assert.ok(e.low <= e.recall && e.recall <= e.high, `${e.name}: ${e.recall} in its likely range ${e.low}–${e.high}`);
   }
   engine.delete();
 });

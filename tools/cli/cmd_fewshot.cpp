@@ -2,7 +2,8 @@
 //  - New class: leave one class out, train a model on the others with the default recipe, then
 //    teach it the missing class from k of its training photos (several seeded draws per k), and
 //    score on the validation photos: new-class recall and precision, old-class accuracy before and
-//    after, overall accuracy, and how far teach()'s own estimate is from the real recall.
+//    after, overall accuracy, and how far teach()'s own estimate is from the real recall (and how
+//    often the real recall lies in the estimate's likely range).
 //  - Corrections: from the model trained on every class, label m of the validation photos it gets
 //    wrong with their right class, teach, and score the other validation photos.
 // Prints one JSON line per run, then a table (mean and worst decile over runs).
@@ -182,7 +183,7 @@ struct Bench {
 
 // The tallies of one k (or one count of corrections) over its runs.
 struct Sums {
-  std::vector<double> recall, precision, old_before, old_after, overall, est_error, est, old_est_error;
+  std::vector<double> recall, precision, old_before, old_after, overall, est_error, est_abs_error, est_in_range, est, old_est_error;
 };
 
 // The ceiling of one class: a model trained with the recipe on every class, all of the class's
@@ -302,10 +303,15 @@ Ceiling ceiling_of(const Bench& s, const LeftOut& o, const std::vector<int>& ful
 // teach()'s own estimate beside the real recall: the new class's, and the old classes' mean gap.
 void score_estimate(const Bench& s, const LeftOut& o, const TeachResult& t, const std::vector<int>& after, json& j, Sums& sums) {
   if (t.estimates.empty() || t.estimates.back().recall < 0) return;
-  const double est = t.estimates.back().recall;
+  const ClassEstimate& e_new = t.estimates.back();
+  const double est = e_new.recall, real = double(j["recall"]);
   j["estimated_recall"] = est;
+  j["estimated_low"] = e_new.low;
+  j["estimated_high"] = e_new.high;
   sums.est.push_back(est);
-  sums.est_error.push_back(est - double(j["recall"]));
+  sums.est_error.push_back(est - real);
+  sums.est_abs_error.push_back(std::fabs(est - real));
+  sums.est_in_range.push_back(e_new.low <= real && real <= e_new.high ? 1.0 : 0.0);
   double gap = 0;
   int n_old = 0;
   for (size_t c = 0; c < o.keep.size(); ++c) {
@@ -336,7 +342,7 @@ void write_case(const Bench& s, const LeftOut& o, const std::vector<float>& x, s
   out.metadata["case"] = j.dump();
   out.metadata["case_label"] = s.d.class_names[size_t(o.L)];
   json teach_json = json::array();
-  for (auto& e : t.estimates) teach_json.push_back({{"name", e.name}, {"recall", e.recall}, {"tested", e.tested}});
+  for (auto& e : t.estimates) teach_json.push_back({{"name", e.name}, {"recall", e.recall}, {"low", e.low}, {"high", e.high}, {"tested", e.tested}});
   out.metadata["case_estimates"] = teach_json.dump();
   save_bundle_file(out, s.a.dump, DType::F32);
 }
@@ -418,14 +424,15 @@ void print_tables(const Bench& s, size_t targets, const std::map<int, Sums>& by_
   auto pct = [](double v) { return 100 * v; };
   if (!by_k.empty()) {
     std::printf("\nnew class from k photos (%zu classes left out in turn x %d draws; mean / worst decile, %%):\n", targets, s.a.draws);
-    std::printf("%4s  %15s  %15s  %15s  %15s  %15s  %11s  %11s\n", "k", "new recall", "new precision", "old before", "old after",
-                "overall", "est - real", "old |est-real|");
+    std::printf("%4s  %15s  %15s  %15s  %15s  %15s  %11s  %11s  %11s  %11s\n", "k", "new recall", "new precision", "old before",
+                "old after", "overall", "est - real", "|est-real|", "in range", "old |est-real|");
     for (auto& [k, t] : by_k) {
       auto rc = mean_and_worst_decile(t.recall), pr = mean_and_worst_decile(t.precision), ob = mean_and_worst_decile(t.old_before),
            oa = mean_and_worst_decile(t.old_after), ov = mean_and_worst_decile(t.overall);
-      std::printf("%4d  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %11s  %11s\n", k, pct(rc.first), pct(rc.second),
-                  pct(pr.first), pct(pr.second), pct(ob.first), pct(ob.second), pct(oa.first), pct(oa.second), pct(ov.first), pct(ov.second),
-                  percent_or_dash(t.est_error).c_str(), percent_or_dash(t.old_est_error).c_str());
+      std::printf("%4d  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %6.1f / %6.1f  %11s  %11s  %11s  %11s\n", k, pct(rc.first),
+                  pct(rc.second), pct(pr.first), pct(pr.second), pct(ob.first), pct(ob.second), pct(oa.first), pct(oa.second), pct(ov.first),
+                  pct(ov.second), percent_or_dash(t.est_error).c_str(), percent_or_dash(t.est_abs_error).c_str(),
+                  percent_or_dash(t.est_in_range).c_str(), percent_or_dash(t.old_est_error).c_str());
     }
   }
   if (!ceiling.empty()) {

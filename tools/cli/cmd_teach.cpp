@@ -92,7 +92,7 @@ void register_teach(CLI::App& app) {
       json est = json::array();
       for (auto& e : t.estimates)
         est.push_back({{"class", e.name}, {"new", e.is_new}, {"photos", e.photos}, {"tested", e.tested}, {"recall", e.recall},
-                       {"confused_with", e.confused_with}, {"hint", estimate_hint(e)}});
+                       {"recall_low", e.low}, {"recall_high", e.high}, {"confused_with", e.confused_with}, {"hint", estimate_hint(e)}});
       json j = {{"output", out}, {"classes", t.class_names}, {"photos", labels.size()}, {"bank_rows", t.bank_rows},
                 {"user_rows", t.user_rows}, {"estimates", est}};
       std::printf("%s\n", j.dump(1).c_str());
@@ -100,9 +100,11 @@ void register_teach(CLI::App& app) {
     }
     std::printf("taught %zu photos (with %zu rows of the model's feature bank); wrote %s\n", labels.size(), t.bank_rows, out.c_str());
     std::printf("expected recall per class, measured on photos left out of training (%d-fold):\n", opt.estimate_folds);
+    auto pct = [](double v) { return std::to_string(int(100 * v + 0.5)); };
     for (auto& e : t.estimates) {
-      std::printf("  %-20s %s", e.name.c_str(), e.recall >= 0 ? (std::to_string(int(100 * e.recall + 0.5)) + " %").c_str() : "   -");
-      std::printf("  (%d tested%s)", e.tested, e.is_new ? ", new class" : "");
+      std::printf("  %-20s %s", e.name.c_str(), e.recall >= 0 ? (pct(e.recall) + " %").c_str() : "   -");
+      std::printf("  (%s%d tested%s)", e.recall >= 0 ? ("likely " + pct(e.low) + "-" + pct(e.high) + " %; ").c_str() : "", e.tested,
+                  e.is_new ? ", new class" : "");
       const std::string hint = estimate_hint(e);
       if (!hint.empty()) std::printf("  %s", hint.c_str());
       std::printf("\n");
