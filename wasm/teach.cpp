@@ -457,6 +457,13 @@ std::string estimate_hint(const ClassEstimate& e) {
     if (!e.confused_with.empty()) s += "; they are often taken for " + e.confused_with;
     return s;
   }
+  // A good score from few photos is still unsure: say how unsure (the user's photos of one thing
+  // are often alike, and then they find it easier than new photos will).
+  if (labelled && e.low >= 0 && e.low < 0.7) {
+    auto pct = [](double v) { return std::to_string(int(100 * v + 0.5)); };
+    return "add more photos of " + e.name + " to be sure of it: " + std::to_string(e.tested) + " photos put it anywhere from " + pct(e.low) +
+           " to " + pct(e.high) + " %";
+  }
   return "";
 }
 

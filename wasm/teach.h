@@ -96,7 +96,7 @@ TeachResult teach(const TeachBase& base, const Lesson& lesson, const TeachOption
 // A class whose estimate is weak: it earns a hint and the page draws its bar as weak.
 bool estimate_is_weak(const ClassEstimate& e);
 
-// A plain-language hint for a class whose estimate is weak or that has few photos ("" if none).
+// A plain-language hint for a class whose estimate is weak, unsure, or that has few photos ("" if none).
 std::string estimate_hint(const ClassEstimate& e);
 
 }  // namespace petal

@@ -281,4 +281,9 @@ TEST(Teach, HintsNameTheClassAndWhatItIsTakenFor) {
   EXPECT_NE(estimate_hint(weak).find("often taken for dandelion"), std::string::npos);
   ClassEstimate fine{"roses", false, 0, 40, 0.95, "tulips", 2};
   EXPECT_EQ(estimate_hint(fine), "");
+  // 9 of 10 held-out photos right is good, and unsure: the hint says how unsure
+  ClassEstimate unsure{"sunflowers", true, 10, 10, 0.9, "dandelion", 1, 0.652, 0.977};
+  EXPECT_EQ(estimate_hint(unsure), "add more photos of sunflowers to be sure of it: 10 photos put it anywhere from 65 to 98 %");
+  ClassEstimate sure{"sunflowers", true, 40, 40, 0.95, "dandelion", 2, 0.85, 0.98};
+  EXPECT_EQ(estimate_hint(sure), "");
 }
