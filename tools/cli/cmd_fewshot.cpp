@@ -226,6 +226,7 @@ std::vector<int> target_classes(const FewshotArgs& a, const Dataset& d) {
 void write_study(const Bench& s, const std::vector<int>& targets) {
   const auto& train = s.train;
   const size_t ntr = train.files.size(), D = s.D;
+  ensure_parent(s.a.study + "/features.safetensors");  // the folder is made when missing
   if (!s.a.study_holdout) {
     Bundle f;
     f.tensors["train.view0"] = tensor_of({ntr, D}, train.features, DType::F32);
