@@ -6,6 +6,7 @@
 # Needs Debian's python3-numpy:  /usr/bin/python3 bench/fewshot-study.py DIR
 # CEILING=1 ... DIR instead: how far the residual unit's new-class score can separate the new class
 # from the old ones at all (any bias), from k photos up to all of them.
+# CORRECTIONS=1 ... DIR: whether corrected mistakes of the shipped model could fix other photos.
 import json, struct, sys, math, os
 import numpy as np
 
@@ -162,6 +163,37 @@ def ceiling(method, ks=(5, 10, 20, 50, 0), draws=3, fprs=(0.01, 0.02, 0.05), **k
         print(f'  k = {k or "all (~470)":>10}: ' + '  '.join(f'{r:5.1f} % at {100 * f:.0f} %' for r, f in zip(R, fprs)), flush=True)
 
 
+def corrections_reach(taus=(0.9, 0.8, 0.7, 0.65, 0.6, 0.5), draws=10, n=20):
+    """Corrections: could n of the shipped model's validation mistakes, relabelled, fix any of the
+    other validation photos? The most local rule there is: a photo whose nearest corrected photo is
+    closer than tau (cosine of centred features) takes that photo's class."""
+    H = load_st(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'model', 'flowers-head.safetensors'))
+    m = dict(w1=H['head.dense1.weight'], b1=H['head.dense1.bias'], w2=H['head.dense2.weight'], b2=H['head.dense2.bias'])
+    pred = np.argmax(logits(m, XVA), 1)
+    wrong = np.where(pred != YVA)[0]
+    U = unit_in(XVA, XTR.mean(0))
+    S = U @ U.T
+    print(f'the shipped model: {len(wrong)} of {len(YVA)} validation photos wrong; {n} of them corrected, {draws} draws')
+    for tau in taus:
+        fixed = broken = 0
+        for dr in range(draws):
+            pick = np.random.default_rng(dr).choice(wrong, min(n, len(wrong)), replace=False)
+            others = np.setdiff1d(np.arange(len(YVA)), pick)
+            s = S[np.ix_(others, pick)]
+            near = s.max(1) > tau
+            p = pred[others].copy()
+            p[near] = YVA[pick][s.argmax(1)[near]]
+            fixed += ((p == YVA[others]) & (pred[others] != YVA[others])).sum()
+            broken += ((p != YVA[others]) & (pred[others] == YVA[others])).sum()
+        print(f'  cosine > {tau:.2f}: {fixed / draws:4.1f} other photos fixed, {broken / draws:4.1f} broken per draw', flush=True)
+    same = YVA[wrong][:, None] == YVA[wrong][None, :]
+    sw = np.where(same & ~np.eye(len(wrong), dtype=bool), S[np.ix_(wrong, wrong)], -1).max(1)
+    ok = np.where(pred == YVA)[0]
+    so = np.where(YVA[ok][:, None] != YVA[wrong][None, :], S[np.ix_(ok, wrong)], -1).max(1)
+    print(f'  a mistake to the nearest other mistake of its class: cosine at most {sw.max():.2f}; '
+          f'a right photo to the nearest mistake of another class: up to {so.max():.2f}')
+
+
 def show(name, res):
     s = '  '.join(f'k={k}: rec {r[0]:5.1f} prec {r[1]:5.1f} old {r[2]:5.1f}->{r[3]:5.1f}' for k, r in res.items())
     print(f'{name:40s} {s}', flush=True)
@@ -174,6 +206,9 @@ if __name__ == '__main__':
     if os.environ.get('CEILING'):
         print('new-class photos found while the old classes lose at most 1 / 2 / 5 % (residual unit, any bias):')
         ceiling(method_residual)
+        sys.exit(0)
+    if os.environ.get('CORRECTIONS'):
+        corrections_reach()
         sys.exit(0)
     show('residual unit, scores / 3 (teach.cpp)', evaluate(method_residual))
     show('... / 2', evaluate(method_residual, T=2))
