@@ -36,12 +36,20 @@ NAMES = json.loads(F['__metadata__']['class_names'])
 XTR, YTR = F['train.view0'], F['train.labels']
 XVA, YVA = F['val.features'], F['val.labels']
 C = len(NAMES)
-BASES = {}
-for L, n in enumerate(NAMES):
-    B = load_st(f'{DIR}/without-{n}.safetensors')
-    keep = json.loads(B['__metadata__']['keep'])
-    BASES[L] = dict(w1=B['head.dense1.weight'], b1=B['head.dense1.bias'], w2=B['head.dense2.weight'], b2=B['head.dense2.bias'],
-                    bx=B['bank.features'], by=B['bank.labels'], keep=keep)
+
+
+def head_of(B):
+    """The two dense layers of a Petal head bundle, as logits() takes them."""
+    return dict(w1=B['head.dense1.weight'], b1=B['head.dense1.bias'], w2=B['head.dense2.weight'], b2=B['head.dense2.bias'])
+
+
+def base_of(path):
+    """A left-out class's base model as --dump-study writes it: its head, bank and kept classes."""
+    B = load_st(path)
+    return dict(head_of(B), bx=B['bank.features'], by=B['bank.labels'], keep=json.loads(B['__metadata__']['keep']))
+
+
+BASES = {L: base_of(f'{DIR}/without-{n}.safetensors') for L, n in enumerate(NAMES)}
 
 
 def logits(m, X):
@@ -167,8 +175,7 @@ def corrections_reach(taus=(0.9, 0.8, 0.7, 0.65, 0.6, 0.5), draws=10, n=20):
     """Corrections: could n of the shipped model's validation mistakes, relabelled, fix any of the
     other validation photos? The most local rule there is: a photo whose nearest corrected photo is
     closer than tau (cosine of centred features) takes that photo's class."""
-    H = load_st(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'model', 'flowers-head.safetensors'))
-    m = dict(w1=H['head.dense1.weight'], b1=H['head.dense1.bias'], w2=H['head.dense2.weight'], b2=H['head.dense2.bias'])
+    m = head_of(load_st(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'model', 'flowers-head.safetensors')))
     pred = np.argmax(logits(m, XVA), 1)
     wrong = np.where(pred != YVA)[0]
     U = unit_in(XVA, XTR.mean(0))
@@ -220,8 +227,6 @@ if __name__ == '__main__':
     show('... + spread x0.5, / 2.5', evaluate(method_residual, halluc=1, halluc_scale=0.5, T=2.5))
     if os.path.exists(f'{DIR}/without-{NAMES[0]}-holdout.safetensors'):
         for L, n in enumerate(NAMES):
-            B = load_st(f'{DIR}/without-{n}-holdout.safetensors')
-            BASES[L] = dict(w1=B['head.dense1.weight'], b1=B['head.dense1.bias'], w2=B['head.dense2.weight'], b2=B['head.dense2.bias'],
-                            bx=B['bank.features'], by=B['bank.labels'], keep=json.loads(B['__metadata__']['keep']))
+            BASES[L] = base_of(f'{DIR}/without-{n}-holdout.safetensors')
         for T in (1, 2, 3):
             show(f'bank held out of the base, / {T}', evaluate(method_residual, T=T))
